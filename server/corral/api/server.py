@@ -1,0 +1,173 @@
+"""The gRPC server: wiring, health, reflection and graceful shutdown.
+
+Shutdown runs in phases: event streams are told to end (clients resume
+elsewhere), in-flight calls get a grace period, then the operator stops its
+timers and watchers. Workloads keep running: upgrading corral must not
+restart the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from corral.api.servicers import LifecycleServicer, OperatorServicer
+from corral.config import FleetConfig
+from corral.core.clock import Clock
+from corral.core.operator import Operator
+from corral.runtimes.base import ExitCallback, Runtime
+from corral.store import Store
+from corral.v1 import lifecycle_pb2, lifecycle_pb2_grpc, operator_pb2, operator_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    operator_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name,
+    lifecycle_pb2.DESCRIPTOR.services_by_name["LifecycleService"].full_name,
+)
+
+MAX_MESSAGE_BYTES = 4 * 2**20
+"""Largest request or response; gRPC's own default, stated so it is documented."""
+
+
+def default_runtime_factory(config: FleetConfig) -> Callable[[ExitCallback], Runtime]:
+    """Builds the runtime the fleet file names."""
+    settings = config.operator
+    if settings.runtime == "process":
+        from corral.runtimes.process import ProcessRuntime
+
+        def build(on_exit: ExitCallback) -> Runtime:
+            return ProcessRuntime(
+                log_dir=settings.data_dir / "logs",
+                on_exit=on_exit,
+                log_max_bytes=settings.log_max_bytes,
+                log_backups=settings.log_backups,
+            )
+
+        return build
+    raise ValueError(f"runtime {settings.runtime!r} is not available")
+
+
+class CorralServer:
+    """One operator behind one gRPC server.
+
+    Args:
+        config: the loaded fleet file and settings.
+        environ: the operator's environment (source of secrets).
+        clock: injectable wall clock.
+        runtime_factory: overrides the runtime named in ``config``.
+        heartbeat_interval: seconds between WatchEvents heartbeats.
+    """
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        runtime_factory: Callable[[ExitCallback], Runtime] | None = None,
+        heartbeat_interval: float = 5.0,
+    ) -> None:
+        self.config = config
+        settings = config.operator
+        self.store = (
+            Store(settings.database_url)
+            if settings.database_url
+            else Store.for_data_dir(settings.data_dir)
+        )
+        self.operator = Operator(
+            settings=settings,
+            members=config.containers,
+            store=self.store,
+            runtime_factory=runtime_factory or default_runtime_factory(config),
+            advertise_addr=settings.listen,
+            clock=clock,
+            environ=dict(os.environ if environ is None else environ),
+        )
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        self._health = health_aio.HealthServicer()
+        self._heartbeat = heartbeat_interval
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        """``host:port`` where clients (and workloads) reach this server."""
+        host = self.config.operator.listen.rpartition(":")[0]
+        if host in ("0.0.0.0", "[::]", "", "::"):
+            host = "127.0.0.1"
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Binds, opens the operator (adopting survivors), then serves."""
+        started = datetime.now(UTC)
+        operator_pb2_grpc.add_OperatorServiceServicer_to_server(
+            OperatorServicer(
+                self.operator, started=started, heartbeat_interval=self._heartbeat
+            ),
+            self._server,
+        )
+        lifecycle_pb2_grpc.add_LifecycleServiceServicer_to_server(
+            LifecycleServicer(self.operator), self._server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+
+        listen = self.config.operator.listen
+        self.port = self._server.add_insecure_port(listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {listen}")
+        self.operator.advertise_addr = self.address
+
+        await self.operator.open()
+        await self._server.start()
+        for service in ("", *SERVICE_NAMES):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "corral serving",
+            extra={"address": self.address, "runtime": self.operator.runtime_name},
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown; workloads keep running."""
+        grace = (
+            self.config.operator.shutdown_grace.total_seconds()
+            if grace is None
+            else grace
+        )
+        await self._health.enter_graceful_shutdown()
+        # End event streams first, so their clients resume elsewhere.
+        self.operator.hub.close()
+        await self._server.stop(grace)
+        await self.operator.close()
+        self.store.close()
+        logger.info("corral stopped")
+
+    async def wait_for_termination(self) -> None:
+        """Serves until SIGTERM or SIGINT, then shuts down gracefully."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        await self.stop()

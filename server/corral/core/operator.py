@@ -1,0 +1,1023 @@
+"""The operator: intent, observation and the restart machinery.
+
+All state changes happen on the event loop thread. Each change is computed as
+a new record plus the events describing it, committed to the store in one
+transaction, and only then applied in memory and published. Decisions (is it a
+failure, is it crash looping, how long to wait) are the pure functions of
+:mod:`corral.core.policy`; this module only sequences them.
+
+Concurrency rules:
+
+* Public operations on one container hold that container's lock, so Start,
+  Stop, Restart and Delete on the same name never interleave.
+* Exit notifications arrive through a synchronous callback and never take the
+  lock (a Stop holding the lock is waiting for exactly that exit); they only
+  commit the observation and schedule what follows.
+* A restart always re-checks the desired state under the lock before it
+  launches, so a Stop that wins the race leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import os
+import random
+import secrets
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from corral.config import OperatorConfig
+from corral.core import policy, specs
+from corral.core.clock import Clock, SystemClock
+from corral.core.environment import MissingSecretError, build_environment, load_builder
+from corral.core.errors import (
+    AdHocContainerNotAllowedError,
+    ContainerNotStoppedError,
+    CrashLoopDetectedError,
+    InvalidArgumentError,
+    MinReplicaSetContainerError,
+    NotFoundError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from corral.core.eventhub import EventHub
+from corral.core.model import (
+    ContainerRecord,
+    ContainerSpec,
+    ContainerState,
+    DesiredState,
+    Event,
+    EventType,
+    ExitInfo,
+    ExitReason,
+    event_for,
+)
+from corral.core.tasks import cancel_all, spawn
+from corral.runtimes.base import (
+    ExitCallback,
+    LaunchRequest,
+    Runtime,
+    RuntimeUnavailableError,
+    WorkloadStartError,
+)
+from corral.store import InstanceRow, Store
+
+logger = logging.getLogger(__name__)
+
+_ACTIVE_STATES = frozenset(
+    {ContainerState.STARTING, ContainerState.RUNNING, ContainerState.STOPPING}
+)
+
+
+@dataclasses.dataclass
+class ReconcileResult:
+    """What one reconciliation pass found and did."""
+
+    already_running: int = 0
+    started: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    failed: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    """(name, reason, message) for each member that could not run."""
+
+
+class Operator:
+    """Keeps the fleet's observed state converging on its desired state.
+
+    Args:
+        settings: the operator's effective settings.
+        members: the min replica set declared in the fleet file.
+        store: the durable store (already migrated or migrated by :meth:`open`).
+        runtime_factory: builds the runtime, given the exit callback.
+        advertise_addr: address workloads use to reach corral (``CORRAL_ADDR``).
+        clock: wall clock; injectable for tests.
+        environ: the operator's own environment, the source of secrets.
+        rand: uniform random numbers in [0, 1), for backoff jitter.
+        max_containers: limit on stored containers.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: OperatorConfig,
+        members: Sequence[tuple[str, ContainerSpec]],
+        store: Store,
+        runtime_factory: Callable[[ExitCallback], Runtime],
+        advertise_addr: str,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+        rand: Callable[[], float] = random.random,
+        max_containers: int = 10_000,
+    ) -> None:
+        self.settings = settings
+        self._members = dict(members)
+        self._store = store
+        self._runtime = runtime_factory(self._on_exit)
+        self.advertise_addr = advertise_addr
+        self._clock = clock or SystemClock()
+        self._environ = dict(os.environ if environ is None else environ)
+        self._rand = rand
+        self._max_containers = max_containers
+        self._builder = (
+            load_builder(settings.env_builder) if settings.env_builder else None
+        )
+
+        self._records: dict[str, ContainerRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._rearm_timers: dict[str, asyncio.TimerHandle] = {}
+        self._ordered: dict[str, ExitReason] = {}
+        """Instances whose end corral ordered, with the reason to record."""
+        self._ended: set[str] = set()
+        self._attempts: dict[str, int] = {}
+        """Consecutive restarts per container, for the backoff; starts over
+        after an operator restart, which only makes the next delay shorter."""
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closing = False
+        self.hub = EventHub(head=0)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    @property
+    def runtime_name(self) -> str:
+        """The runtime's name: ``process`` or ``docker``."""
+        return self._runtime.name
+
+    @property
+    def members(self) -> list[str]:
+        """Names of the min replica set, in file order."""
+        return list(self._members)
+
+    async def open(self) -> None:
+        """Loads the store, declares the fleet, adopts survivors, starts work."""
+        self._store.migrate()
+        self.hub = EventHub(head=self._store.head_sequence())
+        self._records = {
+            record.name: record for record in self._store.load_containers()
+        }
+
+        # Declare the min replica set: create new members, refresh changed specs.
+        replace = self._declare_members()
+
+        # Adopt what survived an operator restart; settle what ended meanwhile.
+        for record in list(self._records.values()):
+            await self._recover(record)
+
+        # Members whose spec changed while corral was down get a new instance.
+        for name in replace:
+            await self.start(name)
+
+        await self.reconcile()
+        if self.settings.reconcile_interval > timedelta(0):
+            self._tasks.append(
+                spawn(self._reconcile_loop(), name="reconcile-loop", forever=True)
+            )
+
+    async def close(self) -> None:
+        """Stops timers and watchers. Workloads keep running."""
+        self._closing = True
+        await cancel_all(self._tasks)
+        for handle in [*self._timers.values(), *self._rearm_timers.values()]:
+            handle.cancel()
+        self._timers.clear()
+        self._rearm_timers.clear()
+        self.hub.close()
+        await self._runtime.close()
+
+    def _declare_members(self) -> list[str]:
+        now = self._clock.now()
+        changed: list[ContainerRecord] = []
+        events: list[Event] = []
+        replace: list[str] = []
+        for name, spec in self._members.items():
+            record = self._records.get(name)
+            if record is None:
+                record = ContainerRecord(
+                    name=name,
+                    spec=spec,
+                    desired_state=DesiredState.RUNNING,
+                    state=ContainerState.PENDING,
+                    create_time=now,
+                    update_time=now,
+                    min_replica_set=True,
+                )
+                changed.append(record)
+                events.append(event_for(record, EventType.CREATED, now))
+                continue
+            updated = dataclasses.replace(record, min_replica_set=True, spec=spec)
+            if updated == record:
+                continue
+            updated = dataclasses.replace(updated, update_time=now)
+            changed.append(updated)
+            if record.spec != spec:
+                events.append(event_for(updated, EventType.SPEC_UPDATED, now))
+                if record.state in _ACTIVE_STATES:
+                    replace.append(name)
+        for record in self._records.values():
+            if record.min_replica_set and record.name not in self._members:
+                changed.append(
+                    dataclasses.replace(record, min_replica_set=False, update_time=now)
+                )
+        self._commit(changed, events)
+        return replace
+
+    async def _recover(self, record: ContainerRecord) -> None:
+        now = self._clock.now()
+        if record.state in _ACTIVE_STATES and record.instance_id:
+            handle = await self._runtime.adopt(
+                record.name,
+                record.instance_id,
+                record.runtime_id,
+                record.runtime_identity,
+            )
+            if handle is not None:
+                adopted = dataclasses.replace(
+                    record,
+                    state=ContainerState.RUNNING,
+                    runtime_id=handle.runtime_id,
+                    runtime_identity=handle.identity,
+                    started_at=record.started_at or handle.started_at,
+                    update_time=now,
+                )
+                self._commit([adopted], [event_for(adopted, EventType.ADOPTED, now)])
+                if record.desired_state is DesiredState.STOPPED:
+                    await self.stop(record.name)
+                return
+            gone = ExitInfo(
+                reason=ExitReason.UNKNOWN,
+                time=now,
+                instance_id=record.instance_id,
+                message="the workload ended while corral was not running",
+            )
+            self._observe_exit(record.name, record.instance_id, gone)
+            return
+        if record.state is ContainerState.BACKOFF and record.desired_state is (
+            DesiredState.RUNNING
+        ):
+            due = record.next_restart_time or now
+            self._schedule_restart(record.name, max(0.0, (due - now).total_seconds()))
+        elif record.state is ContainerState.CRASH_LOOP:
+            self._schedule_rearm(record)
+
+    # -- queries -------------------------------------------------------------
+
+    def get(self, name: str) -> ContainerRecord:
+        """Returns one container's record.
+
+        Raises:
+            NotFoundError: no container has that name.
+        """
+        record = self._records.get(name)
+        if record is None:
+            raise NotFoundError(
+                f"container {name!r} not found; ListContainers shows the known names",
+                resource_name=name,
+            )
+        return record
+
+    def list_containers(self) -> list[ContainerRecord]:
+        """All records in name order."""
+        return [self._records[name] for name in sorted(self._records)]
+
+    def crash_loop(self, record: ContainerRecord) -> policy.CrashLoopStatus:
+        """The crash-loop breaker's state for ``record`` now."""
+        return policy.crash_loop_status(
+            record.crash_history, record.spec.restart_policy.crash, self._clock.now()
+        )
+
+    def list_events(
+        self, *, after: int, limit: int, names: Sequence[str] = ()
+    ) -> list[Event]:
+        """Reads the event log after a sequence."""
+        return self._store.list_events(after=after, limit=limit, names=names)
+
+    def oldest_sequence(self) -> int:
+        """The oldest sequence still in the event log."""
+        return self._store.oldest_sequence()
+
+    # -- operations ----------------------------------------------------------
+
+    async def start(
+        self,
+        name: str,
+        spec: ContainerSpec | None = None,
+        *,
+        force: bool = False,
+        request_id: str = "",
+    ) -> ContainerRecord:
+        """Creates, updates or starts a container (StartContainer).
+
+        Raises:
+            InvalidArgumentError: bad name or spec.
+            NotFoundError: no spec given and no such container.
+            AdHocContainerNotAllowedError: ad-hoc containers are disabled.
+            CrashLoopDetectedError: crash looping and ``force`` is not set.
+        """
+        self._check_name(name)
+        if spec is not None:
+            specs.validate_spec_or_raise(spec, runtime=self.runtime_name)
+        self._check_open()
+        async with self._lock(name):
+            record = self._records.get(name)
+            now = self._clock.now()
+
+            # A retried request with the same id changes nothing.
+            if (
+                record is not None
+                and request_id
+                and record.last_request_id == request_id
+            ):
+                return record
+
+            # Create the record, or refresh its spec, before anything runs.
+            replacing = False
+            if record is None:
+                record = self._create(name, spec, now)
+            elif spec is not None and spec != record.spec:
+                replacing = self._is_active(record)
+                record = dataclasses.replace(record, spec=spec, update_time=now)
+                self._commit([record], [event_for(record, EventType.SPEC_UPDATED, now)])
+
+            # The crash-loop breaker refuses unless forced.
+            status = self.crash_loop(record)
+            if status.active and not force:
+                raise _crash_loop_error(record, status)
+
+            # Already running this spec: only the intent may need recording.
+            if self._is_active(record) and not replacing:
+                if record.desired_state is not DesiredState.RUNNING or request_id:
+                    record = dataclasses.replace(
+                        record,
+                        desired_state=DesiredState.RUNNING,
+                        last_request_id=request_id or record.last_request_id,
+                        update_time=now,
+                    )
+                    self._commit([record], [])
+                return self._records[name]
+
+            # Store the intent first, then act.
+            record = dataclasses.replace(
+                record,
+                desired_state=DesiredState.RUNNING,
+                last_request_id=request_id or record.last_request_id,
+                update_time=now,
+            )
+            self._commit([record], [])
+            if replacing:
+                await self._stop_instance(record, ExitReason.REPLACED)
+            self._cancel_timer(name)
+            await self._launch(name)
+            return self._records[name]
+
+    async def stop(
+        self, name: str, grace_period: timedelta | None = None
+    ) -> ContainerRecord:
+        """Stops a container and keeps it stopped (StopContainer)."""
+        self._check_name(name)
+        async with self._lock(name):
+            record = self.get(name)
+            now = self._clock.now()
+
+            # The intent is durable before any signal is sent.
+            self._cancel_timer(name)
+            active = self._is_active(record)
+            state = ContainerState.STOPPING if active else ContainerState.STOPPED
+            stopped = dataclasses.replace(
+                record,
+                desired_state=DesiredState.STOPPED,
+                state=state,
+                next_restart_time=None,
+                update_time=now,
+            )
+            event_type = EventType.STOPPING if active else EventType.STOPPED
+            if stopped != dataclasses.replace(record, update_time=now):
+                self._commit([stopped], [event_for(stopped, event_type, now)])
+
+            if active:
+                await self._stop_instance(
+                    stopped, ExitReason.STOPPED_BY_OPERATOR, grace_period
+                )
+            return self._records[name]
+
+    async def restart(self, name: str) -> ContainerRecord:
+        """Stops the current instance, if any, and starts a new one."""
+        self._check_name(name)
+        self._check_open()
+        async with self._lock(name):
+            record = self.get(name)
+            status = self.crash_loop(record)
+            if status.active:
+                raise _crash_loop_error(record, status)
+            now = self._clock.now()
+            record = dataclasses.replace(
+                record, desired_state=DesiredState.RUNNING, update_time=now
+            )
+            self._commit([record], [])
+            self._cancel_timer(name)
+            if self._is_active(record):
+                await self._stop_instance(record, ExitReason.STOPPED_BY_OPERATOR)
+            await self._launch(name)
+            return self._records[name]
+
+    async def delete(self, name: str) -> None:
+        """Deletes a stopped, ad-hoc container (DeleteContainer)."""
+        self._check_name(name)
+        async with self._lock(name):
+            record = self.get(name)
+            if record.min_replica_set:
+                raise MinReplicaSetContainerError(
+                    f"container {name!r} is in the min replica set declared in the "
+                    "fleet file and cannot be deleted; remove it from the file and "
+                    "restart corral, or stop it with StopContainer",
+                    resource_name=name,
+                )
+            if self._is_active(record) or name in self._timers:
+                raise ContainerNotStoppedError(
+                    f"container {name!r} is {record.state.value}; stop it with "
+                    "StopContainer, then delete it",
+                    resource_name=name,
+                )
+            now = self._clock.now()
+            gone = dataclasses.replace(record, update_time=now)
+            self._commit([], [event_for(gone, EventType.DELETED, now)], deleted=[name])
+            self._cancel_rearm(name)
+            self._attempts.pop(name, None)
+
+    async def clear_crash_history(self, name: str) -> ContainerRecord:
+        """Forgets the crash history, re-arming the breaker; a crash-looping
+        container that should run is started at once."""
+        self._check_name(name)
+        async with self._lock(name):
+            record = self.get(name)
+            now = self._clock.now()
+            looping = record.state is ContainerState.CRASH_LOOP
+            state = ContainerState.EXITED if looping else record.state
+            cleared = dataclasses.replace(
+                record, crash_history=(), state=state, update_time=now
+            )
+            self._commit(
+                [cleared], [event_for(cleared, EventType.CRASH_HISTORY_CLEARED, now)]
+            )
+            self._cancel_rearm(name)
+            self._attempts.pop(name, None)
+            if looping and cleared.desired_state is DesiredState.RUNNING:
+                self._check_open()
+                await self._launch(name)
+            return self._records[name]
+
+    async def reconcile(self) -> ReconcileResult:
+        """One pass over the min replica set (rule 7 of the design)."""
+        result = ReconcileResult()
+        for name in list(self._members):
+            if self._closing:
+                break
+            await self._reconcile_one(name, result)
+        return result
+
+    async def _reconcile_one(self, name: str, result: ReconcileResult) -> None:
+        async with self._lock(name):
+            record = self._records.get(name)
+            if record is None:
+                return
+
+            # Drift: recorded as running, but the workload is gone.
+            if self._is_active(record) and not self._runtime.is_running(
+                name, record.instance_id
+            ):
+                self._observe_exit(
+                    name,
+                    record.instance_id,
+                    ExitInfo(
+                        reason=ExitReason.UNKNOWN,
+                        time=self._clock.now(),
+                        instance_id=record.instance_id,
+                        message="the workload disappeared without an observed exit",
+                    ),
+                )
+                record = self._records[name]
+
+            if record.desired_state is DesiredState.STOPPED:
+                result.skipped.append(name)
+                return
+            if self._is_active(record):
+                result.already_running += 1
+                return
+            if name in self._timers:
+                result.skipped.append(name)
+                return
+
+            status = self.crash_loop(record)
+            if status.active:
+                error = _crash_loop_error(record, status)
+                result.failed.append((name, error.reason, error.message))
+                return
+            if record.state is ContainerState.CRASH_LOOP:
+                self._rearm(record)
+                record = self._records[name]
+            elif record.state in (
+                ContainerState.EXITED,
+                ContainerState.FAILED,
+            ) and not self._restarts_after(record):
+                result.skipped.append(name)
+                return
+
+            await self._launch(name)
+            record = self._records[name]
+            if self._is_active(record):
+                result.started.append(name)
+            else:
+                last = record.last_exit
+                result.failed.append(
+                    (name, "START_FAILED", last.message if last else "start failed")
+                )
+
+    # -- launching and stopping ---------------------------------------------------
+
+    async def _launch(self, name: str) -> None:
+        """Starts a new instance of ``name``; the caller holds its lock."""
+        record = self._records.get(name)
+        if record is None or record.desired_state is not DesiredState.RUNNING:
+            return
+        if self._closing:
+            return
+        now = self._clock.now()
+        self._timers.pop(name, None)
+
+        # Record the new instance before it exists, so a crash of corral
+        # between here and the next commit can still find and adopt it.
+        instance_id = uuid.uuid4().hex
+        token = secrets.token_urlsafe(32)
+        starting = dataclasses.replace(
+            record,
+            state=ContainerState.STARTING,
+            instance_id=instance_id,
+            runtime_id="",
+            runtime_identity="",
+            ready=False,
+            next_restart_time=None,
+            started_at=None,
+            pending_error="",
+            retry_after=None,
+            update_time=now,
+        )
+        instance = InstanceRow(
+            instance_id=instance_id,
+            name=name,
+            token_hash=hash_token(token),
+            created=now,
+        )
+        self._commit(
+            [starting],
+            [event_for(starting, EventType.STARTING, now)],
+            instances=[instance],
+        )
+
+        # Assemble the environment, then hand the workload to the runtime.
+        try:
+            env = build_environment(
+                name=name,
+                instance_id=instance_id,
+                spec=record.spec,
+                operator_environ=self._environ,
+                builder=self._builder,
+                name_key=self.settings.container_name_env_key,
+                addr=self.advertise_addr,
+                token=token,
+            )
+            handle = await self._runtime.start(
+                LaunchRequest(
+                    name=name, instance_id=instance_id, spec=record.spec, env=env
+                )
+            )
+        except (
+            WorkloadStartError,
+            MissingSecretError,
+            RuntimeUnavailableError,
+        ) as error:
+            reason = (
+                ExitReason.UNKNOWN
+                if isinstance(error, RuntimeUnavailableError)
+                else ExitReason.FAILED_TO_START
+            )
+            failed = ExitInfo(
+                reason=reason,
+                time=self._clock.now(),
+                instance_id=instance_id,
+                message=str(error),
+            )
+            logger.info(
+                "container failed to start",
+                extra={"container": name, "instance": instance_id, "error": str(error)},
+            )
+            self._observe_exit(name, instance_id, failed)
+            return
+
+        # The exit may already have been observed (a very short-lived workload).
+        if instance_id in self._ended:
+            self._ended.discard(instance_id)
+            return
+        current = self._records.get(name)
+        if current is None or current.instance_id != instance_id:
+            return
+        running = dataclasses.replace(
+            current,
+            state=ContainerState.RUNNING,
+            runtime_id=handle.runtime_id,
+            runtime_identity=handle.identity,
+            started_at=handle.started_at,
+            update_time=self._clock.now(),
+        )
+        self._commit(
+            [running], [event_for(running, EventType.RUNNING, running.update_time)]
+        )
+        logger.info(
+            "container started",
+            extra={
+                "container": name,
+                "instance": instance_id,
+                "runtime_id": handle.runtime_id,
+            },
+        )
+
+    async def _stop_instance(
+        self,
+        record: ContainerRecord,
+        reason: ExitReason,
+        grace_period: timedelta | None = None,
+    ) -> None:
+        """Ends the current instance on corral's order; never counted as a crash."""
+        if not record.instance_id:
+            return
+        self._ordered[record.instance_id] = reason
+        grace = (
+            grace_period if grace_period is not None else record.spec.stop_grace_period
+        )
+        await self._runtime.stop(
+            record.name,
+            record.instance_id,
+            specs.signal_number(record.spec.stop_signal),
+            grace.total_seconds(),
+        )
+        # A runtime that lost the instance without an exit still settles it.
+        current = self._records.get(record.name)
+        if (
+            current is not None
+            and current.instance_id == record.instance_id
+            and (self._is_active(current))
+        ):
+            self._observe_exit(
+                record.name,
+                record.instance_id,
+                ExitInfo(
+                    reason=reason,
+                    time=self._clock.now(),
+                    instance_id=record.instance_id,
+                ),
+            )
+
+    # -- observing exits ---------------------------------------------------------
+
+    def _on_exit(self, name: str, instance_id: str, exit: ExitInfo) -> None:
+        """Runtime callback: an instance ended."""
+        try:
+            self._observe_exit(name, instance_id, exit)
+        except Exception:
+            logger.exception(
+                "could not record an exit",
+                extra={"container": name, "instance": instance_id},
+            )
+
+    def _observe_exit(self, name: str, instance_id: str, exit: ExitInfo) -> None:
+        """Records how an instance ended and decides what follows (rules 1-5)."""
+        record = self._records.get(name)
+        if (
+            record is None
+            or record.instance_id != instance_id
+            or (instance_id in self._ended)
+        ):
+            logger.debug(
+                "exit of an instance that is not current",
+                extra={"container": name, "instance": instance_id},
+            )
+            return
+        self._ended.add(instance_id)
+        now = self._clock.now()
+        # The operator's clock is the one windows are measured on.
+        exit = dataclasses.replace(exit, instance_id=instance_id, time=now)
+
+        # Rule 1: stops corral ordered are never crashes.
+        ordered = self._ordered.pop(instance_id, None)
+        if ordered is not None or record.desired_state is DesiredState.STOPPED:
+            exit = dataclasses.replace(
+                exit, reason=ordered or ExitReason.STOPPED_BY_OPERATOR
+            )
+            state = (
+                ContainerState.STOPPED
+                if record.desired_state is DesiredState.STOPPED or ordered is not None
+                else record.state
+            )
+            stopped = dataclasses.replace(
+                record,
+                state=state,
+                ready=False,
+                last_exit=exit,
+                runtime_id="",
+                update_time=now,
+            )
+            self._commit(
+                [stopped], [event_for(stopped, EventType.STOPPED, now, exit=exit)]
+            )
+            self._forget_instance(instance_id)
+            return
+
+        # Rule 2: an unexpected stop; the workload's own error report wins.
+        if record.pending_error and exit.reason in (
+            ExitReason.EXITED,
+            ExitReason.UNKNOWN,
+        ):
+            exit = dataclasses.replace(
+                exit, reason=ExitReason.WORKLOAD_ERROR, message=record.pending_error
+            )
+        restart_policy = record.spec.restart_policy
+        failure = policy.is_failure(exit, restart_policy)
+
+        # Rule 4: every unexpected stop enters the crash history.
+        history = policy.trim_history(
+            (*record.crash_history, exit), restart_policy.crash, now
+        )
+        status = policy.crash_loop_status(history, restart_policy.crash, now)
+        uptime = now - record.started_at if record.started_at else None
+        exited = dataclasses.replace(
+            record,
+            ready=False,
+            last_exit=exit,
+            crash_history=history,
+            runtime_id="",
+            update_time=now,
+        )
+        events = [event_for(exited, EventType.EXITED, now, exit=exit)]
+        if exit.reason is ExitReason.FAILED_TO_START:
+            events = [event_for(exited, EventType.START_FAILED, now, exit=exit)]
+
+        # Rule 3: the policy decides; the breaker can veto.
+        if not policy.should_restart(restart_policy, failure):
+            final = (
+                ContainerState.FAILED
+                if exit.reason is ExitReason.FAILED_TO_START
+                else ContainerState.EXITED
+            )
+            done = dataclasses.replace(exited, state=final)
+            self._commit([done], [dataclasses.replace(e, state=final) for e in events])
+            self._forget_instance(instance_id)
+            return
+        if status.active:
+            looping = dataclasses.replace(exited, state=ContainerState.CRASH_LOOP)
+            message = (
+                f"{status.count} unexpected stops within "
+                f"{specs.format_duration(restart_policy.crash.window)}; "
+                "run ClearCrashHistory to start it now"
+            )
+            events = [
+                dataclasses.replace(e, state=ContainerState.CRASH_LOOP) for e in events
+            ]
+            events.append(
+                event_for(looping, EventType.CRASH_LOOP, now, message=message)
+            )
+            self._commit([looping], events)
+            self._forget_instance(instance_id)
+            self._schedule_rearm(looping)
+            logger.warning(
+                "container is crash looping",
+                extra={"container": name, "crashes": status.count},
+            )
+            return
+
+        # Rule 5: wait out the backoff, then start a new instance.
+        attempt = policy.next_attempt(
+            self._attempts.get(name, -1), uptime, restart_policy.backoff
+        )
+        self._attempts[name] = attempt
+        delay = policy.backoff_delay(restart_policy.backoff, attempt, self._rand())
+        if record.retry_after is not None:
+            delay = policy.clamp_retry_after(record.retry_after, restart_policy.backoff)
+        waiting = dataclasses.replace(
+            exited,
+            state=ContainerState.BACKOFF,
+            restart_count=record.restart_count + 1,
+            next_restart_time=now + delay,
+        )
+        events = [dataclasses.replace(e, state=ContainerState.BACKOFF) for e in events]
+        events.append(
+            event_for(
+                waiting,
+                EventType.BACKOFF,
+                now,
+                message=f"restarting in {specs.format_duration(delay)}",
+            )
+        )
+        self._commit([waiting], events)
+        self._forget_instance(instance_id)
+        self._schedule_restart(name, delay.total_seconds())
+
+    def _forget_instance(self, instance_id: str) -> None:
+        # Keep the id in _ended only while _launch may still be returning.
+        loop = asyncio.get_running_loop()
+        loop.call_later(60, self._ended.discard, instance_id)
+
+    # -- timers --------------------------------------------------------------
+
+    def _schedule_restart(self, name: str, delay: float) -> None:
+        self._cancel_timer(name)
+        loop = asyncio.get_running_loop()
+        self._timers[name] = loop.call_later(delay, self._restart_due, name)
+
+    def _restart_due(self, name: str) -> None:
+        handle = self._timers.get(name)
+        if handle is None or self._closing:
+            return
+        spawn(self._restart_now(name, handle), name=f"restart:{name}")
+
+    async def _restart_now(self, name: str, handle: asyncio.TimerHandle) -> None:
+        async with self._lock(name):
+            # A Stop, Start or Delete since the timer fired wins.
+            if self._timers.get(name) is not handle:
+                return
+            record = self._records.get(name)
+            if record is None or record.state is not ContainerState.BACKOFF:
+                self._timers.pop(name, None)
+                return
+            await self._launch(name)
+
+    def _cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _schedule_rearm(self, record: ContainerRecord) -> None:
+        self._cancel_rearm(record.name)
+        status = self.crash_loop(record)
+        if not status.active or status.rearm_time is None:
+            delay = 0.0
+        else:
+            delay = max(0.0, (status.rearm_time - self._clock.now()).total_seconds())
+        loop = asyncio.get_running_loop()
+        self._rearm_timers[record.name] = loop.call_later(
+            delay,
+            lambda: spawn(self._rearm_due(record.name), name=f"rearm:{record.name}"),
+        )
+
+    async def _rearm_due(self, name: str) -> None:
+        self._rearm_timers.pop(name, None)
+        if self._closing:
+            return
+        async with self._lock(name):
+            record = self._records.get(name)
+            if record is None or record.state is not ContainerState.CRASH_LOOP:
+                return
+            if self.crash_loop(record).active:
+                self._schedule_rearm(record)
+                return
+            self._rearm(record)
+            await self._launch(name)
+
+    def _rearm(self, record: ContainerRecord) -> None:
+        now = self._clock.now()
+        rearmed = dataclasses.replace(
+            record, state=ContainerState.EXITED, update_time=now
+        )
+        self._commit([rearmed], [event_for(rearmed, EventType.CRASH_LOOP_REARMED, now)])
+        self._attempts.pop(record.name, None)
+
+    def _cancel_rearm(self, name: str) -> None:
+        handle = self._rearm_timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def _reconcile_loop(self) -> None:
+        interval = self.settings.reconcile_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = await self.reconcile()
+            except Exception:
+                logger.exception("reconciliation failed")
+                continue
+            logger.debug(
+                "reconciled",
+                extra={
+                    "already_running": result.already_running,
+                    "started": len(result.started),
+                    "failed": len(result.failed),
+                },
+            )
+
+    # -- helpers -------------------------------------------------------------
+
+    def _create(
+        self, name: str, spec: ContainerSpec | None, now: datetime
+    ) -> ContainerRecord:
+        if spec is None:
+            raise NotFoundError(
+                f"container {name!r} not found; pass a spec to create it",
+                resource_name=name,
+            )
+        if not self.settings.allow_ad_hoc_containers and name not in self._members:
+            raise AdHocContainerNotAllowedError(
+                f"container {name!r} is not declared in the fleet file and this "
+                "operator refuses ad-hoc containers (allow_ad_hoc_containers = "
+                "false); declare it in the fleet file",
+                resource_name=name,
+            )
+        if len(self._records) >= self._max_containers:
+            raise ResourceExhaustedError(
+                f"the operator already holds {len(self._records)} containers, "
+                "its limit; delete unused containers first",
+                resource_name=name,
+                reason="TOO_MANY_CONTAINERS",
+            )
+        record = ContainerRecord(
+            name=name,
+            spec=spec,
+            desired_state=DesiredState.RUNNING,
+            state=ContainerState.PENDING,
+            create_time=now,
+            update_time=now,
+            min_replica_set=name in self._members,
+        )
+        self._commit([record], [event_for(record, EventType.CREATED, now)])
+        return record
+
+    def _is_active(self, record: ContainerRecord) -> bool:
+        return record.state in _ACTIVE_STATES
+
+    def _restarts_after(self, record: ContainerRecord) -> bool:
+        last = record.last_exit
+        if last is None:
+            return True
+        restart_policy = record.spec.restart_policy
+        return policy.should_restart(
+            restart_policy, policy.is_failure(last, restart_policy)
+        )
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    def _check_name(self, name: str) -> None:
+        violations = specs.validate_name(name)
+        if violations:
+            raise InvalidArgumentError.from_violations(violations)
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise UnavailableError(
+                "corral is shutting down; retry against the new process"
+            )
+
+    def _commit(
+        self,
+        records: Sequence[ContainerRecord],
+        events: Sequence[Event],
+        *,
+        deleted: Sequence[str] = (),
+        instances: Sequence[InstanceRow] = (),
+    ) -> list[Event]:
+        """Commits a change, then applies it in memory and publishes it."""
+        if not records and not events and not deleted:
+            return []
+        committed = self._store.commit(
+            records=records, events=events, deleted=deleted, instances=instances
+        )
+        for record in records:
+            self._records[record.name] = record
+        for name in deleted:
+            self._records.pop(name, None)
+        self.hub.publish(committed)
+        return committed
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a per-instance token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _crash_loop_error(
+    record: ContainerRecord, status: policy.CrashLoopStatus
+) -> CrashLoopDetectedError:
+    window = specs.format_duration(record.spec.restart_policy.crash.window)
+    rearm = (
+        status.rearm_time.isoformat() if status.rearm_time else "when the window slides"
+    )
+    return CrashLoopDetectedError(
+        f"container {record.name!r} is crash looping ({status.count} unexpected stops "
+        f"within {window}); it re-arms at {rearm}; run ClearCrashHistory to start it "
+        "now, or StartContainer with force",
+        resource_name=record.name,
+        metadata={"crashes": str(status.count), "window": window, "rearm_time": rearm},
+    )
