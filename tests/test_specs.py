@@ -8,6 +8,9 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
 from corral.core.errors import FieldViolation, InvalidArgumentError
 from corral.core.model import (
     Backoff,
@@ -16,6 +19,7 @@ from corral.core.model import (
     RestartPolicy,
     RestartWhen,
 )
+from corral.core.policy import backoff_delay
 from corral.core.specs import (
     MAX_ENV_BYTES,
     format_duration,
@@ -27,8 +31,6 @@ from corral.core.specs import (
     validate_spec,
     validate_spec_or_raise,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def fields(violations: list[FieldViolation]) -> list[str]:
@@ -533,3 +535,45 @@ def test_invalid_names_say_the_rule(name: str, detail: str) -> None:
     assert fields(violations) == ["containers[2].name"]
     assert "lower-case letters, digits and '-'" in violations[0].description
     assert detail in violations[0].description
+
+
+def test_breaker_check_survives_hostile_crash_counts() -> None:
+    tiny = policy(
+        allowed=10**30,
+        initial=timedelta(microseconds=1),
+        multiplier=1.0000001,
+    )
+    violations = validate_spec(valid_spec(restart_policy=tiny))
+    assert fields(violations) == ["spec.restart_policy.backoff"]
+
+
+@given(
+    allowed=st.integers(min_value=0, max_value=40),
+    initial_ms=st.integers(min_value=0, max_value=5_000),
+    max_ms=st.integers(min_value=0, max_value=120_000),
+    multiplier=st.floats(min_value=1.0, max_value=4.0),
+    window_ms=st.integers(min_value=1, max_value=600_000),
+)
+def test_breaker_check_agrees_with_summing_the_delays(
+    allowed: int, initial_ms: int, max_ms: int, multiplier: float, window_ms: int
+) -> None:
+    initial = timedelta(milliseconds=initial_ms)
+    backoff = Backoff(
+        initial=initial,
+        max=max(initial, timedelta(milliseconds=max_ms)),
+        multiplier=multiplier,
+        jitter=0.0,
+    )
+    window = timedelta(milliseconds=window_ms)
+    total = sum((backoff_delay(backoff, k, 0.0) for k in range(allowed)), timedelta(0))
+    # Float rounding may differ within a microsecond per delay; skip the edge.
+    assume(abs(total - window) > timedelta(microseconds=allowed + 1))
+
+    spec = valid_spec(
+        restart_policy=RestartPolicy(
+            crash=CrashPolicy(window=window, allowed_crashes=allowed), backoff=backoff
+        )
+    )
+
+    refused = "spec.restart_policy.backoff" in fields(validate_spec(spec))
+    assert refused == (total >= window)

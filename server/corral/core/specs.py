@@ -32,6 +32,7 @@ from corral.core.model import (
     RestartPolicy,
     RestartWhen,
 )
+from corral.core.policy import backoff_delay
 
 __all__ = [
     "MAX_ENV_BYTES",
@@ -656,38 +657,47 @@ def _check_policy(policy: RestartPolicy, p: str) -> list[FieldViolation]:
     if violations:
         return violations
 
-    delays = _breaker_delays(backoff, crash.allowed_crashes, crash.window)
-    if delays >= crash.window:
+    delays = _breaker_delay_seconds(backoff, crash.allowed_crashes)
+    if delays >= crash.window.total_seconds():
+        shown = format_duration(timedelta(seconds=min(delays, _SHOWN_SECONDS_MAX)))
         bad(
             "backoff",
             f"the crash-loop breaker can never trip: the first "
-            f"{crash.allowed_crashes} restart delays alone add up to at least "
-            f"{format_duration(delays)}, not less than crash.window "
-            f"({format_duration(crash.window)}); lower backoff.initial, "
-            "backoff.multiplier or backoff.max, or widen crash.window",
+            f"{crash.allowed_crashes} restart delays alone add up to {shown}, "
+            f"not less than crash.window ({format_duration(crash.window)}), so "
+            f"{crash.allowed_crashes + 1} crashes never fit in the window; lower "
+            "backoff.initial, backoff.multiplier or backoff.max, or widen "
+            "crash.window",
         )
     return violations
 
 
-def _breaker_delays(backoff: Backoff, crashes: int, window: timedelta) -> timedelta:
-    """Sums the un-jittered delays before the ``crashes`` restarts that precede
-    the breaker's trip, stopping early once the sum reaches ``window``.
+_SHOWN_SECONDS_MAX = 1e12
+"""Cap on a sum shown in a message, well inside what timedelta holds."""
 
-    Crash ``k`` (from 0) is followed by a delay of ``initial * multiplier**k``
-    capped at ``max``. The instance never stays up, so the attempt counter
-    only resets when ``reset_after`` is zero; then every delay is ``initial``.
+
+def _breaker_delay_seconds(backoff: Backoff, crashes: int) -> float:
+    """Sums, in seconds, the un-jittered delays before the ``crashes`` restarts
+    that come before the breaker's trip.
+
+    Restart ``k`` (from 0) waits :func:`~corral.core.policy.backoff_delay` of
+    attempt ``k``. A crash-looping instance never stays up, so the attempt
+    counter only resets when ``reset_after`` is zero; then every delay is the
+    first. Closed form, so a huge ``allowed_crashes`` costs nothing.
     """
+    if crashes <= 0:
+        return 0.0
+    first = backoff_delay(backoff, 0, 0.0).total_seconds()
+    cap = backoff.max.total_seconds()
+    multiplier = backoff.multiplier
     grows = backoff.reset_after > timedelta(0)
-    total = timedelta(0)
-    delay = min(backoff.initial, backoff.max)
-    for k in range(crashes):
-        if total >= window:
-            return total
-        if not grows or delay >= backoff.max or backoff.multiplier == 1:
-            return total + delay * (crashes - k)
-        total += delay
-        delay = min(backoff.max, delay * backoff.multiplier)
-    return total
+    if not grows or first == 0 or first >= cap or multiplier == 1:
+        return first * crashes
+
+    # Attempts below the cap form a geometric series; the rest wait the cap.
+    below = min(crashes, math.ceil(math.log(cap / first) / math.log(multiplier)))
+    geometric = first * (multiplier**below - 1) / (multiplier - 1)
+    return geometric + cap * (crashes - below)
 
 
 # --- names and signals -------------------------------------------------------
