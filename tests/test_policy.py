@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
 from corral.core.model import (
     Backoff,
     CrashPolicy,
@@ -24,8 +27,6 @@ from corral.core.policy import (
     should_restart,
     trim_history,
 )
-from hypothesis import assume, given
-from hypothesis import strategies as st
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
