@@ -104,6 +104,28 @@ class OperatorConfig:
     """How long in-flight RPCs may run when the operator shuts down. Five
     seconds covers a normal call; streams are ended rather than waited for."""
 
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    """Time between WatchEvents heartbeats on a quiet stream. Five seconds
+    lets a subscriber notice a dead connection quickly at negligible cost."""
+
+    max_watchers: int = 1000
+    """Concurrent WatchEvents streams allowed; past it RESOURCE_EXHAUSTED.
+    Each stream costs a task and a little memory; a thousand is far above
+    what a fleet's tooling needs and far below what hurts the operator."""
+
+    event_retention_count: int = 1_000_000
+    """Most events kept in the log; older ones are pruned.
+    A million events is a few hundred MB at most and weeks of a busy fleet."""
+
+    event_retention_age: timedelta = timedelta(days=30)
+    """Events older than this are pruned (the newest is always kept). Thirty
+    days covers a month of incident review."""
+
+    max_containers: int = 10_000
+    """Containers the operator holds at most; past it RESOURCE_EXHAUSTED.
+    Well above the 5,000 the benchmarks run, and a guard against a runaway
+    client filling the database."""
+
     config_file: Path | None = None
     """The fleet file these settings were read from (absolute), or None when
     there was none. Set by :func:`load_config`, never read from the file."""
@@ -287,6 +309,11 @@ _FIELDS: dict[str, Callable[[object, bool], Any]] = {
     "log_max_bytes": lambda value, textual: _parse_int(value, textual, 1),
     "log_backups": lambda value, textual: _parse_int(value, textual, 0),
     "shutdown_grace": _parse_duration,
+    "heartbeat_interval": _parse_duration,
+    "max_watchers": lambda value, textual: _parse_int(value, textual, 1),
+    "event_retention_count": lambda value, textual: _parse_int(value, textual, 1),
+    "event_retention_age": _parse_duration,
+    "max_containers": lambda value, textual: _parse_int(value, textual, 1),
 }
 """Every setting that the file, the environment and flags may give."""
 

@@ -65,7 +65,8 @@ class CorralServer:
         environ: the operator's environment (source of secrets).
         clock: injectable wall clock.
         runtime_factory: overrides the runtime named in ``config``.
-        heartbeat_interval: seconds between WatchEvents heartbeats.
+        heartbeat_interval: seconds between WatchEvents heartbeats; overrides
+            the setting.
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class CorralServer:
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         runtime_factory: Callable[[ExitCallback], Runtime] | None = None,
-        heartbeat_interval: float = 5.0,
+        heartbeat_interval: float | None = None,
     ) -> None:
         self.config = config
         settings = config.operator
@@ -101,7 +102,11 @@ class CorralServer:
             ]
         )
         self._health = health_aio.HealthServicer()
-        self._heartbeat = heartbeat_interval
+        self._heartbeat = (
+            settings.heartbeat_interval.total_seconds()
+            if heartbeat_interval is None
+            else heartbeat_interval
+        )
         self.port = 0
 
     @property

@@ -22,6 +22,7 @@ from corral.core.errors import (
     FieldViolation,
     InvalidArgumentError,
     OutOfRangeError,
+    ResourceExhaustedError,
     UnavailableError,
 )
 from corral.core.model import ContainerRecord, Event, EventType
@@ -61,6 +62,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         self._operator = operator
         self._started = started
         self._heartbeat = heartbeat_interval
+        self._watchers = 0
 
     def _container(self, record: ContainerRecord) -> Any:
         return convert.container_to_proto(record, self._operator.crash_loop(record))
@@ -216,18 +218,37 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     async def WatchEvents(
         self, request: operator_pb2.WatchEventsRequest, context: Context
     ) -> AsyncIterator[operator_pb2.WatchEventsResponse]:
-        hub = self._operator.hub
         cursor = request.after_sequence
         names = set(request.names)
         for name in names:
             _check_name(name, "names")
+        known = set(event_pb2.EventType.values())
+        if any(t not in known for t in request.types):
+            raise _invalid("types", "holds a value that is not an EventType")
         types = {
             event_pb2.EventType.Name(t).removeprefix("EVENT_TYPE_")
             for t in request.types
         }
         wanted = {EventType(t) for t in types if t != "UNSPECIFIED"}
         self._check_cursor(cursor)
+        limit = self._operator.settings.max_watchers
+        if self._watchers >= limit:
+            raise ResourceExhaustedError(
+                f"{self._watchers} event streams are open, the operator's limit "
+                f"(max_watchers = {limit}); close one or retry later",
+                reason="TOO_MANY_WATCHERS",
+            )
+        self._watchers += 1
+        try:
+            async for item in self._stream(cursor, names, wanted):
+                yield item
+        finally:
+            self._watchers -= 1
 
+    async def _stream(
+        self, cursor: int, names: set[str], wanted: set[EventType]
+    ) -> AsyncIterator[operator_pb2.WatchEventsResponse]:
+        hub = self._operator.hub
         while True:
             # Catch up from memory when it reaches back far enough, else the log.
             batch: Sequence[Event] | None = hub.recent_after(cursor, MAX_PAGE_SIZE)
@@ -280,10 +301,60 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
     async def ReportEvent(
         self, request: lifecycle_pb2.ReportEventRequest, context: Context
     ) -> lifecycle_pb2.ReportEventResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "ReportEvent is not available in this build"
+        token = bearer_token(context)
+        _check_name(request.name)
+        violations = []
+        if not request.instance_id:
+            violations.append(FieldViolation("instance_id", "is required"))
+        if not request.event_id or len(request.event_id) > MAX_EVENT_ID:
+            violations.append(
+                FieldViolation(
+                    "event_id", f"is required, at most {MAX_EVENT_ID} characters"
+                )
+            )
+        if request.type == lifecycle_pb2.REPORT_TYPE_UNSPECIFIED:
+            violations.append(
+                FieldViolation("type", "must be STARTED, STOPPED or ERROR")
+            )
+        if len(request.message) > MAX_MESSAGE:
+            violations.append(
+                FieldViolation("message", f"must be at most {MAX_MESSAGE} characters")
+            )
+        if violations:
+            raise InvalidArgumentError.from_violations(violations)
+        retry_after = (
+            specs.parse_duration(request.retry_after, "retry_after")
+            if request.retry_after
+            else None
         )
-        raise AssertionError("unreachable")
+
+        sequence, duplicate = await self._operator.report(
+            token=token,
+            name=request.name,
+            instance_id=request.instance_id,
+            event_id=request.event_id,
+            kind=lifecycle_pb2.ReportType.Name(request.type).removeprefix(
+                "REPORT_TYPE_"
+            ),
+            exit_code=request.exit_code if request.HasField("exit_code") else None,
+            message=request.message,
+            retry_after=retry_after,
+        )
+        return lifecycle_pb2.ReportEventResponse(sequence=sequence, duplicate=duplicate)
+
+
+MAX_EVENT_ID = 128
+MAX_MESSAGE = 4096
+
+
+def bearer_token(context: Context) -> str:
+    """The token of an ``authorization: Bearer <token>`` header, or ''."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
 
 
 def _invalid(field: str, description: str) -> InvalidArgumentError:

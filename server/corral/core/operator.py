@@ -42,7 +42,9 @@ from corral.core.errors import (
     InvalidArgumentError,
     MinReplicaSetContainerError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from corral.core.eventhub import EventHub
@@ -97,7 +99,6 @@ class Operator:
         clock: wall clock; injectable for tests.
         environ: the operator's own environment, the source of secrets.
         rand: uniform random numbers in [0, 1), for backoff jitter.
-        max_containers: limit on stored containers.
     """
 
     def __init__(
@@ -111,7 +112,6 @@ class Operator:
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
         rand: Callable[[], float] = random.random,
-        max_containers: int = 10_000,
     ) -> None:
         self.settings = settings
         self._members = dict(members)
@@ -121,7 +121,7 @@ class Operator:
         self._clock = clock or SystemClock()
         self._environ = dict(os.environ if environ is None else environ)
         self._rand = rand
-        self._max_containers = max_containers
+        self._max_containers = settings.max_containers
         self._builder = (
             load_builder(settings.env_builder) if settings.env_builder else None
         )
@@ -133,6 +133,9 @@ class Operator:
         self._ordered: dict[str, ExitReason] = {}
         """Instances whose end corral ordered, with the reason to record."""
         self._ended: set[str] = set()
+        self._reported_exit: dict[str, int] = {}
+        """Exit codes workloads reported with STOPPED, used when the runtime
+        cannot observe the real one (an adopted process)."""
         self._attempts: dict[str, int] = {}
         """Consecutive restarts per container, for the backoff; starts over
         after an operator restart, which only makes the next delay shorter."""
@@ -172,6 +175,9 @@ class Operator:
             await self.start(name)
 
         await self.reconcile()
+        self._tasks.append(
+            spawn(self._retention_loop(), name="event-retention", forever=True)
+        )
         if self.settings.reconcile_interval > timedelta(0):
             self._tasks.append(
                 spawn(self._reconcile_loop(), name="reconcile-loop", forever=True)
@@ -535,6 +541,92 @@ class Operator:
                     (name, "START_FAILED", last.message if last else "start failed")
                 )
 
+    async def report(
+        self,
+        *,
+        token: str,
+        name: str,
+        instance_id: str,
+        event_id: str,
+        kind: str,
+        exit_code: int | None = None,
+        message: str = "",
+        retry_after: timedelta | None = None,
+    ) -> tuple[int, bool]:
+        """Records a workload's own lifecycle report (LifecycleService).
+
+        Args:
+            token: the per-instance token the workload was given.
+            kind: ``STARTED``, ``STOPPED`` or ``ERROR``.
+
+        Returns:
+            (sequence of the event recording it, whether it was a duplicate).
+
+        Raises:
+            UnauthenticatedError: no token, or not one corral issued.
+            PermissionDeniedError: the token belongs to another container or
+                instance.
+        """
+        if not token:
+            raise UnauthenticatedError(
+                "ReportEvent needs the workload's token as 'authorization: Bearer "
+                "<CORRAL_TOKEN>' metadata"
+            )
+        instance = self._store.find_instance(hash_token(token))
+        if instance is None:
+            raise UnauthenticatedError(
+                "the token is not one corral issued; use the CORRAL_TOKEN of this "
+                "instance's environment"
+            )
+        if instance.name != name or instance.instance_id != instance_id:
+            raise PermissionDeniedError(
+                f"this token reports only for container {instance.name!r}, instance "
+                f"{instance.instance_id!r}",
+                resource_name=name,
+            )
+
+        # A retried report is answered from the log, never stored twice.
+        seen = self._store.report_seen(event_id)
+        if seen is not None:
+            return seen, True
+
+        async with self._lock(name):
+            seen = self._store.report_seen(event_id)
+            if seen is not None:
+                return seen, True
+            record = self.get(name)
+            now = self._clock.now()
+            text = f"{kind}: {message}" if message else kind
+            if exit_code is not None:
+                text += f" (exit code {exit_code})"
+
+            # A report about an older instance is recorded and changes nothing.
+            current = record.instance_id == instance_id and self._is_active(record)
+            updated = record
+            event_type = EventType.REPORTED
+            if current and kind == "STARTED":
+                updated = dataclasses.replace(record, ready=True, update_time=now)
+                event_type = EventType.READY
+            elif current and kind == "ERROR":
+                updated = dataclasses.replace(
+                    record,
+                    pending_error=message or "the workload reported an error",
+                    retry_after=retry_after,
+                    update_time=now,
+                )
+            elif current and kind == "STOPPED" and exit_code is not None:
+                self._reported_exit[instance_id] = exit_code
+            if not current:
+                text += " (about an instance that is no longer current)"
+
+            event = dataclasses.replace(
+                event_for(updated, event_type, now, message=text),
+                instance_id=instance_id,
+            )
+            records = [updated] if updated is not record else []
+            committed = self._commit(records, [event], report_event_id=event_id)
+            return committed[0].sequence, False
+
     # -- launching and stopping ---------------------------------------------------
 
     async def _launch(self, name: str) -> None:
@@ -711,6 +803,7 @@ class Operator:
 
         # Rule 1: stops corral ordered are never crashes.
         ordered = self._ordered.pop(instance_id, None)
+        reported = self._reported_exit.pop(instance_id, None)
         if ordered is not None or record.desired_state is DesiredState.STOPPED:
             exit = dataclasses.replace(
                 exit, reason=ordered or ExitReason.STOPPED_BY_OPERATOR
@@ -734,11 +827,14 @@ class Operator:
             self._forget_instance(instance_id)
             return
 
+        # An exit the runtime could not see takes the code the workload reported.
+        if exit.reason is ExitReason.UNKNOWN and reported is not None:
+            exit = dataclasses.replace(
+                exit, reason=ExitReason.EXITED, exit_code=reported
+            )
+
         # Rule 2: an unexpected stop; the workload's own error report wins.
-        if record.pending_error and exit.reason in (
-            ExitReason.EXITED,
-            ExitReason.UNKNOWN,
-        ):
+        if record.pending_error:
             exit = dataclasses.replace(
                 exit, reason=ExitReason.WORKLOAD_ERROR, message=record.pending_error
             )
@@ -897,6 +993,21 @@ class Operator:
         if handle is not None:
             handle.cancel()
 
+    async def _retention_loop(self) -> None:
+        """Prunes the event log by count and age, once a minute."""
+        while True:
+            try:
+                removed = self._store.prune_events(
+                    keep=self.settings.event_retention_count,
+                    older_than=self._clock.now() - self.settings.event_retention_age,
+                )
+            except Exception:
+                logger.exception("event retention failed")
+            else:
+                if removed:
+                    logger.info("pruned events", extra={"removed": removed})
+            await asyncio.sleep(60)
+
     async def _reconcile_loop(self) -> None:
         interval = self.settings.reconcile_interval.total_seconds()
         while True:
@@ -987,12 +1098,17 @@ class Operator:
         *,
         deleted: Sequence[str] = (),
         instances: Sequence[InstanceRow] = (),
+        report_event_id: str | None = None,
     ) -> list[Event]:
         """Commits a change, then applies it in memory and publishes it."""
         if not records and not events and not deleted:
             return []
         committed = self._store.commit(
-            records=records, events=events, deleted=deleted, instances=instances
+            records=records,
+            events=events,
+            deleted=deleted,
+            instances=instances,
+            report_event_id=report_event_id,
         )
         for record in records:
             self._records[record.name] = record
