@@ -491,7 +491,7 @@ class Operator:
                 return
 
             # Drift: recorded as running, but the workload is gone.
-            if self._is_active(record) and not self._runtime.is_running(
+            if record.state is ContainerState.RUNNING and not self._runtime.is_running(
                 name, record.instance_id
             ):
                 self._observe_exit(
@@ -641,6 +641,33 @@ class Operator:
 
         # Record the new instance before it exists, so a crash of corral
         # between here and the next commit can still find and adopt it.
+        starting, instance, token = self._prepare_instance(record, now)
+        self._commit(
+            [starting],
+            [event_for(starting, EventType.STARTING, now)],
+            instances=[instance],
+        )
+        await self._start_instance(name, starting.instance_id, token)
+
+    async def _start_prepared(self, name: str, instance_id: str, token: str) -> None:
+        """Starts an instance whose STARTING record is already committed."""
+        async with self._lock(name):
+            record = self._records.get(name)
+            # A Stop, Delete or shutdown since the commit wins.
+            if (
+                self._closing
+                or record is None
+                or record.instance_id != instance_id
+                or record.state is not ContainerState.STARTING
+                or record.desired_state is not DesiredState.RUNNING
+            ):
+                return
+            await self._start_instance(name, instance_id, token)
+
+    def _prepare_instance(
+        self, record: ContainerRecord, now: datetime
+    ) -> tuple[ContainerRecord, InstanceRow, str]:
+        """The STARTING record of a new instance, its row and its token."""
         instance_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)
         starting = dataclasses.replace(
@@ -658,17 +685,15 @@ class Operator:
         )
         instance = InstanceRow(
             instance_id=instance_id,
-            name=name,
+            name=record.name,
             token_hash=hash_token(token),
             created=now,
         )
-        self._commit(
-            [starting],
-            [event_for(starting, EventType.STARTING, now)],
-            instances=[instance],
-        )
+        return starting, instance, token
 
-        # Assemble the environment, then hand the workload to the runtime.
+    async def _start_instance(self, name: str, instance_id: str, token: str) -> None:
+        """Hands a prepared instance to the runtime; the caller holds the lock."""
+        record = self._records[name]
         try:
             env = build_environment(
                 name=name,
@@ -900,6 +925,24 @@ class Operator:
         delay = policy.backoff_delay(restart_policy.backoff, attempt, self._rand())
         if record.retry_after is not None:
             delay = policy.clamp_retry_after(record.retry_after, restart_policy.backoff)
+        if delay <= timedelta(0) and not self._closing:
+            # No delay: the exit and the new instance commit together, and the
+            # start follows at once (the restart hot path).
+            restarted = dataclasses.replace(
+                exited, restart_count=record.restart_count + 1
+            )
+            starting, instance, token = self._prepare_instance(restarted, now)
+            events = [
+                dataclasses.replace(e, state=ContainerState.STARTING) for e in events
+            ]
+            events.append(event_for(starting, EventType.STARTING, now))
+            self._commit([starting], events, instances=[instance])
+            self._forget_instance(instance_id)
+            spawn(
+                self._start_prepared(name, starting.instance_id, token),
+                name=f"start:{name}",
+            )
+            return
         waiting = dataclasses.replace(
             exited,
             state=ContainerState.BACKOFF,

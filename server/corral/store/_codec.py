@@ -9,12 +9,16 @@ running code does not know (written by a newer corral) read back as
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy import RowMapping
+
 from corral.core.model import (
     ContainerRecord,
+    ContainerSpec,
     ContainerState,
     DesiredState,
     Event,
@@ -23,18 +27,34 @@ from corral.core.model import (
     ExitReason,
 )
 from corral.core.specs import spec_from_dict, spec_to_dict
-from sqlalchemy import RowMapping
 
 _E = TypeVar("_E", bound=enum.Enum)
 
 _MILLISECOND = timedelta(milliseconds=1)
 
 
+_spec_cache: dict[int, tuple[ContainerSpec, dict[str, Any]]] = {}
+_SPEC_CACHE_SIZE = 20_000
+
+
+def _spec_json(spec: ContainerSpec) -> dict[str, Any]:
+    """``spec_to_dict`` memoised by identity: records share their spec object
+    across every change, and the restart path rewrites the row each time."""
+    cached = _spec_cache.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    if len(_spec_cache) >= _SPEC_CACHE_SIZE:
+        _spec_cache.clear()
+    data = spec_to_dict(spec)
+    _spec_cache[id(spec)] = (spec, data)
+    return data
+
+
 def record_to_row(record: ContainerRecord) -> dict[str, Any]:
     """Returns the ``containers`` row of ``record``."""
     return {
         "name": record.name,
-        "spec": spec_to_dict(record.spec),
+        "spec": _spec_json(record.spec),
         "desired_state": record.desired_state.value,
         "state": record.state.value,
         "ready": record.ready,
@@ -44,7 +64,7 @@ def record_to_row(record: ContainerRecord) -> dict[str, Any]:
         "runtime_identity": record.runtime_identity,
         "restart_count": record.restart_count,
         "last_exit": exit_to_json(record.last_exit),
-        "crash_history": [exit_to_json(crash) for crash in record.crash_history],
+        "crash_history": [_exit_json(crash) for crash in record.crash_history],
         "next_restart_time": record.next_restart_time,
         "started_at": record.started_at,
         "last_request_id": record.last_request_id,
@@ -114,7 +134,13 @@ def exit_to_json(exit: ExitInfo | None) -> dict[str, Any] | None:
     """Returns the JSON object of ``exit`` (``None`` stays ``None``)."""
     if exit is None:
         return None
+    return _exit_json(exit)
 
+
+@functools.lru_cache(maxsize=4096)
+def _exit_json(exit: ExitInfo) -> dict[str, Any]:
+    # Memoised: a crash history is rewritten with every change of its record.
+    # Callers only serialise the result, never mutate it.
     return {
         "reason": exit.reason.value,
         "time": exit.time.astimezone(UTC).isoformat(),

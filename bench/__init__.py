@@ -1,0 +1,1 @@
+"""corral's benchmarks; ``make bench`` (or ``python -m bench``) runs them."""
