@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml sdk/pyproject.toml requirements-dev.txt
 	$(BIN)/python -m pip install -q -e ./sdk -e '.[postgresql,docker]'
 	touch $(STAMP)
 
+# The example worker reads a secret from corral's environment.
+export WORKER_API_KEY ?= example-secret
+
 run: install
 	$(BIN)/corral serve --config examples/fleet.toml
 

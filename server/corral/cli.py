@@ -76,9 +76,14 @@ def serve(
     logs.configure(log_level, log_format)
 
     from corral.api.server import CorralServer
+    from corral.core.environment import InvalidBuilderError
 
     async def run() -> None:
-        server = CorralServer(config)
+        try:
+            server = CorralServer(config)
+        except InvalidBuilderError as error:
+            click.echo(f"corral: invalid configuration:\n{error}", err=True)
+            sys.exit(2)
         await server.start()
         click.echo(f"corral serving on {server.address}", err=True)
         await server.wait_for_termination()

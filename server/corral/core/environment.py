@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from corral.core.model import ContainerSpec
 from corral.runtimes.base import WorkloadStartError
@@ -209,7 +211,7 @@ def secret_values(spec: ContainerSpec, operator_environ: Mapping[str, str]) -> s
     return {operator_environ[n] for n in names if operator_environ.get(n)}
 
 
-def load_builder(ref: str) -> EnvironmentBuilder:
+def load_builder(ref: str, search_path: Path | None = None) -> EnvironmentBuilder:
     """Imports an environment builder named ``"package.module:function"``.
 
     The part after the colon may be a dotted path inside the module
@@ -217,6 +219,8 @@ def load_builder(ref: str) -> EnvironmentBuilder:
 
     Args:
         ref: the reference, as written in the fleet file.
+        search_path: a directory to import from as well, normally the fleet
+            file's own, so a builder can live next to the file that names it.
 
     Returns:
         The callable.
@@ -231,6 +235,8 @@ def load_builder(ref: str) -> EnvironmentBuilder:
             f'env_builder {ref!r} must look like "package.module:function"'
         )
 
+    if search_path is not None and str(search_path) not in sys.path:
+        sys.path.insert(0, str(search_path))
     try:
         target: object = importlib.import_module(module_name)
     except ImportError as error:

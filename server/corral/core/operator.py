@@ -122,8 +122,11 @@ class Operator:
         self._environ = dict(os.environ if environ is None else environ)
         self._rand = rand
         self._max_containers = settings.max_containers
+        search_path = settings.config_file.parent if settings.config_file else None
         self._builder = (
-            load_builder(settings.env_builder) if settings.env_builder else None
+            load_builder(settings.env_builder, search_path)
+            if settings.env_builder
+            else None
         )
 
         self._records: dict[str, ContainerRecord] = {}
