@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+
 from corral.core.model import (
     Backoff,
     ContainerRecord,
@@ -31,7 +32,6 @@ from corral.core.model import (
 )
 from corral.store import InstanceRow, Store, StoreError, StoreIntegrityError
 from corral.store._schema import metadata
-
 from tests import pg
 
 T0 = datetime(2026, 5, 9, 12, 0, 0, 123456, tzinfo=UTC)

@@ -81,7 +81,9 @@ class InvalidArgumentError(CorralError):
         self.violations = tuple(violations)
 
     @classmethod
-    def from_violations(cls, violations: Sequence[FieldViolation]) -> InvalidArgumentError:
+    def from_violations(
+        cls, violations: Sequence[FieldViolation]
+    ) -> InvalidArgumentError:
         """Builds one error whose message lists every violation."""
         text = "; ".join(f"{v.field}: {v.description}" for v in violations)
         return cls(f"invalid request: {text}", violations)

@@ -70,7 +70,9 @@ class Runtime(Protocol):
         """
         ...
 
-    async def stop(self, name: str, instance_id: str, signal: int, grace: float) -> None:
+    async def stop(
+        self, name: str, instance_id: str, signal: int, grace: float
+    ) -> None:
         """Sends ``signal`` to the instance (the whole process group or
         container), waits up to ``grace`` seconds, then kills it. Returns once
         the instance is gone; its exit is still delivered through ``on_exit``.

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import alembic.util
 import sqlalchemy.exc
+
 from corral.core.errors import CorralError
 
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (

@@ -20,10 +20,11 @@ from typing import Any
 import alembic.command
 import alembic.config
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
 from corral.core.model import ContainerRecord, Event, EventType
 from corral.store import _codec, _schema
 from corral.store._errors import StoreError, translate_errors
-from sqlalchemy.dialects import postgresql, sqlite
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import context
+
 from corral.store._schema import metadata
 
 
