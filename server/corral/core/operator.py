@@ -593,42 +593,40 @@ class Operator:
         if seen is not None:
             return seen, True
 
-        async with self._lock(name):
-            seen = self._store.report_seen(event_id)
-            if seen is not None:
-                return seen, True
-            record = self.get(name)
-            now = self._clock.now()
-            text = f"{kind}: {message}" if message else kind
-            if exit_code is not None:
-                text += f" (exit code {exit_code})"
+        # No lock: nothing below awaits, so the change is atomic on the loop,
+        # and a Stop holding the lock must still hear the workload's last word.
+        record = self.get(name)
+        now = self._clock.now()
+        text = f"{kind}: {message}" if message else kind
+        if exit_code is not None:
+            text += f" (exit code {exit_code})"
 
-            # A report about an older instance is recorded and changes nothing.
-            current = record.instance_id == instance_id and self._is_active(record)
-            updated = record
-            event_type = EventType.REPORTED
-            if current and kind == "STARTED":
-                updated = dataclasses.replace(record, ready=True, update_time=now)
-                event_type = EventType.READY
-            elif current and kind == "ERROR":
-                updated = dataclasses.replace(
-                    record,
-                    pending_error=message or "the workload reported an error",
-                    retry_after=retry_after,
-                    update_time=now,
-                )
-            elif current and kind == "STOPPED" and exit_code is not None:
-                self._reported_exit[instance_id] = exit_code
-            if not current:
-                text += " (about an instance that is no longer current)"
-
-            event = dataclasses.replace(
-                event_for(updated, event_type, now, message=text),
-                instance_id=instance_id,
+        # A report about an older instance is recorded and changes nothing.
+        current = record.instance_id == instance_id and self._is_active(record)
+        updated = record
+        event_type = EventType.REPORTED
+        if current and kind == "STARTED":
+            updated = dataclasses.replace(record, ready=True, update_time=now)
+            event_type = EventType.READY
+        elif current and kind == "ERROR":
+            updated = dataclasses.replace(
+                record,
+                pending_error=message or "the workload reported an error",
+                retry_after=retry_after,
+                update_time=now,
             )
-            records = [updated] if updated is not record else []
-            committed = self._commit(records, [event], report_event_id=event_id)
-            return committed[0].sequence, False
+        elif current and kind == "STOPPED" and exit_code is not None:
+            self._reported_exit[instance_id] = exit_code
+        if not current:
+            text += " (about an instance that is no longer current)"
+
+        event = dataclasses.replace(
+            event_for(updated, event_type, now, message=text),
+            instance_id=instance_id,
+        )
+        records = [updated] if updated is not record else []
+        committed = self._commit(records, [event], report_event_id=event_id)
+        return committed[0].sequence, False
 
     # -- launching and stopping ---------------------------------------------------
 
