@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml sdk/pyproject.toml requirements-dev.txt
 # The example worker reads a secret from corral's environment.
 export WORKER_API_KEY ?= example-secret
 
+# The venv comes first on PATH so the example workloads' python3 has the SDK.
 run: install
-	$(BIN)/corral serve --config examples/fleet.toml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/corral serve --config examples/fleet.toml
 
 generate: install
 	tools/genproto.sh

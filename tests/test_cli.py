@@ -476,3 +476,60 @@ def test_every_operator_rpc_but_watch_has_a_command() -> None:
 
     assert rpcs == set(commands) | not_yet
     assert set(commands.values()) <= set(main.commands)
+
+
+async def test_events_follow_streams_live_events_and_resumes(
+    servers: ServerFactory,
+) -> None:
+    port = free_port()
+    h = await servers.start(listen=f"127.0.0.1:{port}")
+    env = {**os.environ, "CORRAL_ADDR": h.address}
+    process = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-c",
+        "from corral.cli import main; main()",
+        "events",
+        "--follow",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
+    assert process.stdout is not None
+    try:
+
+        async def next_event() -> dict[str, object]:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, "the follower ended early"
+            event: dict[str, object] = json.loads(line)
+            return event
+
+        await h.stub.StartContainer(
+            operator_pb2.StartContainerRequest(
+                name="live", spec=container_pb2.ContainerSpec(command=SLEEP)
+            )
+        )
+        seen = [await next_event() for _ in range(3)]
+        assert [e["type"] for e in seen] == [
+            "EVENT_TYPE_CREATED",
+            "EVENT_TYPE_STARTING",
+            "EVENT_TYPE_RUNNING",
+        ]
+
+        # The operator restarts on the same address; the follower resumes.
+        await servers.stop(h)
+        h = await servers.start(listen=f"127.0.0.1:{port}")
+        await h.stub.StopContainer(operator_pb2.StopContainerRequest(name="live"))
+        after = [await next_event() for _ in range(3)]
+        assert [e["type"] for e in after] == [
+            "EVENT_TYPE_ADOPTED",
+            "EVENT_TYPE_STOPPING",
+            "EVENT_TYPE_STOPPED",
+        ]
+        sequences = [int(str(e["sequence"])) for e in seen + after]
+        assert sequences == list(range(1, 7))
+    finally:
+        process.kill()
+        await process.wait()

@@ -735,11 +735,25 @@ def reconcile(addr: str, as_json: bool) -> None:
     default=0,
     help="Show at most this many events; 0 reads to the head of the log.",
 )
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep streaming new events (resumes by itself across disconnects).",
+)
 @_client_options
 def list_events(
-    addr: str, as_json: bool, after: int, names: tuple[str, ...], limit: int
+    addr: str,
+    as_json: bool,
+    after: int,
+    names: tuple[str, ...],
+    limit: int,
+    follow: bool,
 ) -> None:
     """Read the event log after a sequence, oldest first."""
+    if follow:
+        _follow_events(addr, as_json, after, names)
+        return
     events: list[event_pb2.Event] = []
     token = ""
     with _connect(addr) as stub:
@@ -767,6 +781,45 @@ def list_events(
         )
         return
     click.echo(_events_table(events))
+
+
+def _follow_events(
+    addr: str, as_json: bool, after: int, names: tuple[str, ...]
+) -> None:
+    """Streams events through the SDK's resuming watcher until interrupted."""
+    from corral.sdk import Client, CorralError
+
+    try:
+        with Client(addr) as client:
+            if not as_json:
+                click.echo(_FOLLOW_HEADER)
+            for event in client.watch_events(after_sequence=after, names=names):
+                if as_json:
+                    click.echo(json.dumps(_to_dict(event), separators=(",", ":")))
+                else:
+                    click.echo(_follow_line(event))
+    except KeyboardInterrupt:
+        return
+    except CorralError as error:
+        click.echo(f"corral: {error.code.name}: {error.message}", err=True)
+        sys.exit(1)
+
+
+_FOLLOW_HEADER = (
+    f"{'SEQ':>7}  {'TIME':<20} {'NAME':<20} {'TYPE':<22} {'STATE':<11} DETAIL"
+)
+
+
+def _follow_line(event: event_pb2.Event) -> str:
+    detail = event.message
+    if event.HasField("exit"):
+        exit_text = _describe_exit(event.exit)
+        detail = exit_text if not detail else f"{detail} ({exit_text})"
+    state = _state(event.state) if event.state else _MISSING
+    return (
+        f"{event.sequence:>7}  {_stamp(_time(event, 'time')):<20} {event.name:<20} "
+        f"{_event_type(event.type):<22} {state:<11} {detail or _MISSING}"
+    )
 
 
 def _events_table(events: Sequence[event_pb2.Event]) -> str:
