@@ -37,8 +37,7 @@ typecheck: install
 	$(BIN)/mypy server/corral sdk/src/corral/sdk
 
 buf: install
-	$(BIN)/buf lint
-	$(BIN)/buf format --diff --exit-code
+	tools/buf_check.sh
 
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)

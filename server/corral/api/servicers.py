@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import importlib.metadata
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
+@functools.cache
 def version() -> str:
     """corral's installed version."""
     try:
@@ -312,7 +314,7 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
                     "event_id", f"is required, at most {MAX_EVENT_ID} characters"
                 )
             )
-        if request.type == lifecycle_pb2.REPORT_TYPE_UNSPECIFIED:
+        if request.type not in _REPORT_TYPES:
             violations.append(
                 FieldViolation("type", "must be STARTED, STOPPED or ERROR")
             )
@@ -344,6 +346,14 @@ class LifecycleServicer(lifecycle_pb2_grpc.LifecycleServiceServicer):
 
 
 MAX_EVENT_ID = 128
+_REPORT_TYPES = frozenset(
+    {
+        lifecycle_pb2.REPORT_TYPE_STARTED,
+        lifecycle_pb2.REPORT_TYPE_STOPPED,
+        lifecycle_pb2.REPORT_TYPE_ERROR,
+    }
+)
+"""Report types a workload may send; an unknown enum value is refused."""
 MAX_MESSAGE = 4096
 
 

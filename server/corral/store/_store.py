@@ -136,6 +136,7 @@ class Store:
         deleted: Sequence[str] = (),
         instances: Sequence[InstanceRow] = (),
         report_event_id: str | None = None,
+        reports: Sequence[tuple[str, int]] = (),
     ) -> list[Event]:
         """Applies one change atomically: all of it is stored, or none.
 
@@ -151,6 +152,8 @@ class Store:
             report_event_id: the ``event_id`` of the workload report this change
                 handles; remembered with the sequence of the first event, for
                 :meth:`report_seen`. Needs at least one event.
+            reports: several reports at once, as (``event_id``, index of its
+                event in ``events``); for commits that group many reports.
 
         Returns:
             ``events`` with their assigned sequences, in the same order.
@@ -184,6 +187,19 @@ class Store:
             conn.execute(self._statements.insert_event, rows)
             if report_event_id is not None:
                 self._insert_report(conn, report_event_id, stored[0])
+            if reports:
+                conn.execute(
+                    self._statements.insert_report,
+                    [
+                        {
+                            "event_id": event_id,
+                            "sequence": stored[index].sequence,
+                            "name": stored[index].name,
+                            "instance_id": stored[index].instance_id,
+                        }
+                        for event_id, index in reports
+                    ],
+                )
 
         return stored
 
