@@ -32,9 +32,18 @@ def spec_from_proto(message: container_pb2.ContainerSpec) -> ContainerSpec:
     Raises:
         InvalidArgumentError: naming every bad field under ``spec.``.
     """
-    data: dict[str, Any] = json_format.MessageToDict(
-        message, preserving_proto_field_name=True
-    )
+    try:
+        data: dict[str, Any] = json_format.MessageToDict(
+            message, preserving_proto_field_name=True
+        )
+    except json_format.SerializeToJsonError:  # only a Struct can fail: NaN, Infinity
+        raise InvalidArgumentError.from_violations(
+            [
+                FieldViolation(
+                    "spec.config", "numbers must be finite, not NaN or Infinity"
+                )
+            ]
+        ) from None
     policy = data.get("restart_policy")
     if isinstance(policy, dict) and "when" in policy:
         when = str(policy["when"])
@@ -49,8 +58,28 @@ def spec_from_proto(message: container_pb2.ContainerSpec) -> ContainerSpec:
     return specs.spec_from_dict(data, field_prefix="spec")
 
 
+_spec_messages: dict[int, tuple[ContainerSpec, container_pb2.ContainerSpec]] = {}
+_SPEC_CACHE_SIZE = 20_000
+
+
 def spec_to_proto(spec: ContainerSpec) -> container_pb2.ContainerSpec:
-    """The message form of a stored spec (secret references unresolved)."""
+    """The message form of a stored spec (secret references unresolved).
+
+    Memoised by identity: every version of a record shares its spec object,
+    and listing a large fleet would otherwise convert each spec every time.
+    Callers copy the result into their message and never change it.
+    """
+    cached = _spec_messages.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    if len(_spec_messages) >= _SPEC_CACHE_SIZE:
+        _spec_messages.clear()
+    message = _convert_spec(spec)
+    _spec_messages[id(spec)] = (spec, message)
+    return message
+
+
+def _convert_spec(spec: ContainerSpec) -> container_pb2.ContainerSpec:
     data = specs.spec_to_dict(spec)
     policy = data.get("restart_policy")
     if isinstance(policy, dict) and "when" in policy:
@@ -85,10 +114,36 @@ def _exit(exit: ExitInfo) -> container_pb2.ExitStatus:
     )
 
 
+_containers: dict[
+    str, tuple[ContainerRecord, CrashLoopStatus, container_pb2.Container]
+] = {}
+_CONTAINER_CACHE_SIZE = 50_000
+
+
 def container_to_proto(
     record: ContainerRecord, crash_loop: CrashLoopStatus
 ) -> container_pb2.Container:
-    """The message form of a container record."""
+    """The message form of a container record.
+
+    Records are immutable and replaced on every change, so the message is
+    memoised per name for the current record object (and the crash-loop
+    status, which moves with the clock): listing a large fleet converts only
+    what changed. Callers copy the result into their response and never
+    change it.
+    """
+    cached = _containers.get(record.name)
+    if cached is not None and cached[0] is record and cached[1] == crash_loop:
+        return cached[2]
+    if len(_containers) >= _CONTAINER_CACHE_SIZE:
+        _containers.clear()
+    message = _convert_container(record, crash_loop)
+    _containers[record.name] = (record, crash_loop, message)
+    return message
+
+
+def _convert_container(
+    record: ContainerRecord, crash_loop: CrashLoopStatus
+) -> container_pb2.Container:
     crash = record.spec.restart_policy.crash
     return container_pb2.Container(
         name=record.name,
