@@ -37,6 +37,19 @@ def main() -> None:
 @click.option("--database-url", help="SQLAlchemy URL; default: SQLite in the data dir.")
 @click.option("--reconcile-interval", help='Such as "60s"; "0s" disables.')
 @click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Serve beyond loopback with no authentication configured.",
+)
+@click.option("--tls-cert", type=click.Path(path_type=Path), help="PEM certificate.")
+@click.option("--tls-key", type=click.Path(path_type=Path), help="PEM private key.")
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(path_type=Path),
+    help="PEM CA; clients must present a certificate it signed (mutual TLS).",
+)
+@click.option(
     "--log-level", default="info", envvar="CORRAL_LOG_LEVEL", show_default=True
 )
 @click.option(
@@ -53,6 +66,10 @@ def serve(
     runtime: str | None,
     database_url: str | None,
     reconcile_interval: str | None,
+    insecure: bool | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -65,6 +82,10 @@ def serve(
             "runtime": runtime,
             "database_url": database_url,
             "reconcile_interval": reconcile_interval,
+            "insecure": insecure or None,
+            "tls_cert_file": tls_cert,
+            "tls_key_file": tls_key,
+            "tls_client_ca_file": tls_client_ca,
         }.items()
         if value is not None
     }
@@ -81,7 +102,7 @@ def serve(
     async def run() -> None:
         try:
             server = CorralServer(config)
-        except InvalidBuilderError as error:
+        except (InvalidBuilderError, ConfigError) as error:
             click.echo(f"corral: invalid configuration:\n{error}", err=True)
             sys.exit(2)
         await server.start()

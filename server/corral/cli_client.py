@@ -25,7 +25,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import grpc
@@ -54,8 +54,43 @@ _Command = TypeVar("_Command", bound=Callable[..., Any])
 # --- shared options and plumbing ---------------------------------------------
 
 
+_CONNECTION_KEY = "corral.connection"
+"""Where the credential options leave their values in ``click.Context.meta``."""
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Stores a credential option for :func:`_connect`, out of the signatures."""
+    if param.name is not None:
+        ctx.meta.setdefault(_CONNECTION_KEY, {})[param.name] = value
+
+
 def _client_options(command: _Command) -> _Command:
-    """Adds ``--addr`` and ``--json`` to a client command."""
+    """Adds ``--addr``, ``--json`` and the credential options to a command.
+
+    ``--token`` (``CORRAL_API_TOKEN``; not ``CORRAL_TOKEN``, which is a
+    workload's own) is sent as ``authorization: Bearer``. ``--ca-cert``
+    turns TLS on; ``--cert`` and ``--key`` add a client certificate.
+    """
+    for flag, envvar, help_text in (
+        ("--key", "CORRAL_KEY", "PEM client key for mutual TLS."),
+        ("--cert", "CORRAL_CERT", "PEM client certificate for mutual TLS."),
+        ("--ca-cert", "CORRAL_CA_CERT", "PEM CA that signed the server; uses TLS."),
+    ):
+        command = click.option(
+            flag,
+            envvar=envvar,
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            callback=_remember,
+            help=help_text,
+        )(command)
+    command = click.option(
+        "--token",
+        envvar="CORRAL_API_TOKEN",
+        expose_value=False,
+        callback=_remember,
+        help="Admin or reader token; also read from CORRAL_API_TOKEN.",
+    )(command)
     command = click.option(
         "--json",
         "as_json",
@@ -74,8 +109,55 @@ def _client_options(command: _Command) -> _Command:
 @contextlib.contextmanager
 def _connect(addr: str) -> Iterator[operator_pb2_grpc.OperatorServiceStub]:
     """Opens a channel to ``addr`` and turns gRPC errors into exit status 1."""
-    with _rpc_errors(addr), grpc.insecure_channel(addr) as channel:
+    with _rpc_errors(addr), _channel(addr) as channel:
         yield operator_pb2_grpc.OperatorServiceStub(channel)
+
+
+def _channel(addr: str) -> grpc.Channel:
+    """A channel with the credential options of the running command."""
+    options = click.get_current_context().meta.get(_CONNECTION_KEY, {})
+    paths = {key: options.get(key) for key in ("ca_cert", "cert", "key")}
+    if (paths["cert"] is None) != (paths["key"] is None):
+        raise click.UsageError("--cert and --key go together (mutual TLS)")
+    pem: dict[str, bytes | None] = {}
+    for key, path in paths.items():
+        try:
+            pem[key] = path.read_bytes() if path is not None else None
+        except OSError as error:
+            flag = "--" + key.replace("_", "-")
+            raise click.UsageError(f"{flag} {path}: {error.strerror}") from None
+    if any(value is not None for value in pem.values()):
+        credentials = grpc.ssl_channel_credentials(
+            pem["ca_cert"], pem["key"], pem["cert"]
+        )
+        channel = grpc.secure_channel(addr, credentials)
+    else:
+        channel = grpc.insecure_channel(addr)
+    token = options.get("token")
+    if token:
+        return grpc.intercept_channel(channel, _BearerToken(token))
+    return channel
+
+
+if TYPE_CHECKING:
+    _UnaryInterceptor = grpc.UnaryUnaryClientInterceptor[Any, Any]
+else:  # not subscriptable at run time
+    _UnaryInterceptor = grpc.UnaryUnaryClientInterceptor
+
+
+class _BearerToken(_UnaryInterceptor):
+    """Adds ``authorization: Bearer <token>`` to every unary call."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = ("authorization", f"Bearer {token}")
+
+    def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        details = client_call_details._replace(
+            metadata=(*(client_call_details.metadata or ()), self._metadata)
+        )
+        return continuation(details, request)
 
 
 @contextlib.contextmanager

@@ -126,6 +126,46 @@ class OperatorConfig:
     Well above the 5,000 the benchmarks run, and a guard against a runaway
     client filling the database."""
 
+    max_message_bytes: int = 4 * 2**20
+    """Largest request or response in bytes; a larger request is refused
+    with RESOURCE_EXHAUSTED before corral parses it. 4 MiB, gRPC's own
+    default, holds any sane spec (environments are capped at 1 MiB)."""
+
+    max_watchers_per_token: int = 100
+    """Concurrent WatchEvents streams one credential may hold (every
+    anonymous caller shares one allowance); past it RESOURCE_EXHAUSTED.
+    A hundred serves any dashboard while one leaked token cannot take all
+    of ``max_watchers``."""
+
+    insecure: bool = False
+    """Allow listening on a non-loopback address with no authentication
+    (no admin or reader token and no client CA). Off by default: corral
+    refuses to start that way rather than expose an open operator."""
+
+    reflection: bool = True
+    """Serve gRPC server reflection (what ``grpcurl list`` uses). On by
+    default; it reveals the API's shape, never data."""
+
+    admin_token_file: Path | None = None
+    """File of admin tokens, one per line (blank lines and ``#`` comments
+    ignored), added to ``CORRAL_ADMIN_TOKEN``. Relative paths in the fleet
+    file are taken from the file's directory."""
+
+    reader_token_file: Path | None = None
+    """File of reader tokens, like ``admin_token_file``, added to
+    ``CORRAL_READER_TOKEN``."""
+
+    tls_cert_file: Path | None = None
+    """PEM certificate chain the server presents; with ``tls_key_file`` it
+    turns TLS on. None serves plaintext."""
+
+    tls_key_file: Path | None = None
+    """PEM private key of ``tls_cert_file``."""
+
+    tls_client_ca_file: Path | None = None
+    """PEM CA certificates for mutual TLS: when set, every client must
+    present a certificate signed by one of them."""
+
     config_file: Path | None = None
     """The fleet file these settings were read from (absolute), or None when
     there was none. Set by :func:`load_config`, never read from the file."""
@@ -281,6 +321,17 @@ def _parse_path(value: object, textual: bool) -> Path:
     return Path(text)
 
 
+def _parse_optional_path(value: object, textual: bool) -> Path | None:
+    if value is None and not textual:
+        return None
+    if isinstance(value, Path) and not textual:
+        return value
+    text = _parse_text(value, textual)
+    if "\0" in text:
+        raise _Invalid("must be a file path without NUL")
+    return Path(text) if text else None
+
+
 def _parse_optional_text(value: object, textual: bool) -> str | None:
     if value is None and not textual:
         return None
@@ -314,8 +365,29 @@ _FIELDS: dict[str, Callable[[object, bool], Any]] = {
     "event_retention_count": lambda value, textual: _parse_int(value, textual, 1),
     "event_retention_age": _parse_duration,
     "max_containers": lambda value, textual: _parse_int(value, textual, 1),
+    "max_message_bytes": lambda value, textual: _parse_int(value, textual, 1024),
+    "max_watchers_per_token": lambda value, textual: _parse_int(value, textual, 1),
+    "insecure": _parse_bool,
+    "reflection": _parse_bool,
+    "admin_token_file": _parse_optional_path,
+    "reader_token_file": _parse_optional_path,
+    "tls_cert_file": _parse_optional_path,
+    "tls_key_file": _parse_optional_path,
+    "tls_client_ca_file": _parse_optional_path,
 }
 """Every setting that the file, the environment and flags may give."""
+
+_PATH_FIELDS = frozenset(
+    {
+        "data_dir",
+        "admin_token_file",
+        "reader_token_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_client_ca_file",
+    }
+)
+"""Settings holding paths, made absolute against where they were given."""
 
 ENV_VARIABLES = {f"CORRAL_{name.upper()}": name for name in _FIELDS}
 """Environment variable to setting: ``CORRAL_LISTEN`` to ``listen``, and so
@@ -440,7 +512,7 @@ def _apply(
     except _Invalid as error:
         problems.append(ConfigProblem(*where, str(error)))
         return
-    if key == "data_dir":
+    if key in _PATH_FIELDS and parsed is not None:
         parsed = _absolute(base, parsed)
     settings[key] = parsed
 

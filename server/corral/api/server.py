@@ -20,6 +20,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from corral.api import auth, tls
 from corral.api.servicers import LifecycleServicer, OperatorServicer
 from corral.config import FleetConfig
 from corral.core.clock import Clock
@@ -36,7 +37,7 @@ SERVICE_NAMES = (
 )
 
 MAX_MESSAGE_BYTES = 4 * 2**20
-"""Largest request or response; gRPC's own default, stated so it is documented."""
+"""Default largest request or response (the ``max_message_bytes`` setting)."""
 
 
 def default_runtime_factory(config: FleetConfig) -> Callable[[ExitCallback], Runtime]:
@@ -88,21 +89,36 @@ class CorralServer:
         self.operator = Operator(
             settings=settings,
             members=config.containers,
+        operator_environ = dict(os.environ if environ is None else environ)
+        # Refuse an open operator beyond loopback and bad TLS files before
+        # touching the database. API tokens are kept as digests only, and
+        # never reach workloads or builders through ${secret:...}.
+        self.credentials = auth.load_credentials(settings, operator_environ)
+        auth.check_exposure(settings, self.credentials)
+        self._tls = tls.server_credentials(settings)
+        for variable in auth.TOKEN_VARIABLES:
+            operator_environ.pop(variable, None)
             store=self.store,
             runtime_factory=runtime_factory or default_runtime_factory(config),
             advertise_addr=settings.listen,
             clock=clock,
-            environ=dict(os.environ if environ is None else environ),
+            environ=operator_environ,
         )
         self._server = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         self._health = health_aio.HealthServicer()
         self._heartbeat = (
+            interceptors=[
+                auth.AuthInterceptor(
+                    self.credentials,
+                    max_watchers_per_token=settings.max_watchers_per_token,
+                )
+            ],
             settings.heartbeat_interval.total_seconds()
             if heartbeat_interval is None
             else heartbeat_interval
@@ -130,12 +146,17 @@ class CorralServer:
             LifecycleServicer(self.operator), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
-        )
+        if self.config.operator.reflection:
+            reflection.enable_server_reflection(
+                (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                self._server,
+            )
 
         listen = self.config.operator.listen
-        self.port = self._server.add_insecure_port(listen)
+        if self._tls is None:
+            self.port = self._server.add_insecure_port(listen)
+        else:
+            self.port = self._server.add_secure_port(listen, self._tls)
         if self.port == 0:
             raise OSError(f"cannot listen on {listen}")
         self.operator.advertise_addr = self.address
@@ -146,7 +167,12 @@ class CorralServer:
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         logger.info(
             "corral serving",
-            extra={"address": self.address, "runtime": self.operator.runtime_name},
+            extra={
+                "address": self.address,
+                "runtime": self.operator.runtime_name,
+                "tls": self._tls is not None,
+                "tokens": self.credentials.enabled,
+            },
         )
 
     async def stop(self, grace: float | None = None) -> None:
