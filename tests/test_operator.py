@@ -1,12 +1,12 @@
-"""The restart semantics of DESIGN.md, end to end: real server, real processes,
-real SQLite file."""
+"""The operator's API end to end with the process runtime: real server, real
+processes, real SQLite file. The workload environment, paging, and refusals of
+bad input live here; the restart semantics (DESIGN.md rules 1 to 8) run
+against both runtimes in ``test_semantics.py``."""
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -14,8 +14,6 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from corral.core.clock import ManualClock
-from corral.core.model import EventType
 from corral.v1 import container_pb2, operator_pb2
 from tests.harness import Harness, ServerFactory, eventually, pid_alive
 
@@ -110,360 +108,6 @@ async def test_start_runs_a_process_with_the_designed_environment(
     assert len(env["CORRAL_TOKEN"]) >= 32
     # The secret is resolved only inside the workload, never in responses.
     assert "s3cr3t-canary" not in str(await h.get("envcheck"))
-
-
-async def test_missing_command_fails_to_start_under_backoff(
-    servers: ServerFactory,
-) -> None:
-    h = await servers.start()
-    await start(h, "ghost", spec("/nonexistent/binary", initial="50ms", allowed=1))
-    event = await h.wait_event("ghost", EventType.START_FAILED)
-    assert event.exit is not None and "not found" in event.exit.message
-    await h.wait_event("ghost", EventType.CRASH_LOOP)
-    container = await h.get("ghost")
-    assert container.state == State.CONTAINER_STATE_CRASH_LOOP
-    assert container.last_exit.reason == C.ExitReason.EXIT_REASON_FAILED_TO_START
-    assert len(container.crash_history) == 2
-
-
-# -- rules 2 and 3: classification and policies
-
-
-async def test_clean_exit_under_on_failure_is_not_restarted(
-    servers: ServerFactory,
-) -> None:
-    h = await servers.start()
-    await start(h, "oneshot", spec(*py("pass")))
-    await h.wait_event("oneshot", EventType.EXITED)
-    container = await h.get("oneshot")
-    assert container.state == State.CONTAINER_STATE_EXITED
-    assert container.restart_count == 0
-    assert container.last_exit.exit_code == 0
-
-
-async def test_listed_success_code_is_a_clean_exit(servers: ServerFactory) -> None:
-    h = await servers.start()
-    await start(h, "tempfail", spec(*py("raise SystemExit(75)"), success=(75,)))
-    await h.wait_event("tempfail", EventType.EXITED)
-    container = await h.get("tempfail")
-    assert container.state == State.CONTAINER_STATE_EXITED
-    assert container.restart_count == 0
-
-
-async def test_never_runs_once_even_after_a_failure(servers: ServerFactory) -> None:
-    h = await servers.start()
-    await start(h, "once", spec(*py("raise SystemExit(3)"), when="never"))
-    event = await h.wait_event("once", EventType.EXITED)
-    assert event.exit is not None and event.exit.exit_code == 3
-    container = await h.get("once")
-    assert container.state == State.CONTAINER_STATE_EXITED
-    assert container.restart_count == 0
-    assert len(container.crash_history) == 1
-
-
-async def test_always_restarts_a_clean_exit(servers: ServerFactory) -> None:
-    h = await servers.start()
-    await start(h, "loop", spec(*py("pass"), when="always", allowed=20))
-    await h.wait_event("loop", EventType.EXITED)
-    await h.wait_event("loop", EventType.RUNNING)
-    assert (await h.get("loop")).restart_count >= 1
-
-
-async def test_failure_restarts_with_a_new_instance(servers: ServerFactory) -> None:
-    h = await servers.start()
-    first = await start(
-        h, "flaky", spec(*py("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
-    )
-    exited = await h.wait_event("flaky", EventType.EXITED)
-    assert exited.exit is not None and exited.exit.signal == signal.SIGKILL
-    await h.wait_event("flaky", EventType.STARTING)
-    container = await h.get("flaky")
-    assert container.instance_id != first.instance_id
-    assert container.restart_count >= 1
-    assert container.crash_history[0].reason == C.ExitReason.EXIT_REASON_SIGNALED
-
-
-async def test_backoff_waits_before_restarting(servers: ServerFactory) -> None:
-    h = await servers.start()
-    await start(h, "slow", spec(*py("raise SystemExit(1)"), initial="400ms", allowed=5))
-    backoff = await h.wait_event("slow", EventType.BACKOFF)
-    container = await h.get("slow")
-    assert container.state in (
-        State.CONTAINER_STATE_BACKOFF,
-        State.CONTAINER_STATE_STARTING,
-        State.CONTAINER_STATE_RUNNING,
-    )
-    starting = await h.wait_event("slow", EventType.STARTING)
-    waited = (starting.time - backoff.time).total_seconds()
-    assert 0.35 <= waited < 5, waited
-
-
-# -- rule 4: the crash-loop breaker
-
-
-async def test_crash_loop_trips_refuses_start_and_clears(
-    servers: ServerFactory,
-) -> None:
-    h = await servers.start()
-    await start(h, "crasher", spec(*py("raise SystemExit(1)"), allowed=2))
-    await h.wait_event("crasher", EventType.CRASH_LOOP)
-    container = await h.get("crasher")
-    assert container.state == State.CONTAINER_STATE_CRASH_LOOP
-    assert container.crash_loop.active and container.crash_loop.count == 3
-    assert len(container.crash_history) == 3
-
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await h.stub.StartContainer(operator_pb2.StartContainerRequest(name="crasher"))
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "ClearCrashHistory" in (refused.value.details() or "")
-    assert error_info(refused.value)[0] == "CRASH_LOOP_DETECTED"
-
-    # ClearCrashHistory re-arms and starts it at once.
-    cleared = await h.stub.ClearCrashHistory(
-        operator_pb2.ClearCrashHistoryRequest(name="crasher")
-    )
-    assert len(cleared.container.crash_history) <= 1
-    await h.wait_event("crasher", EventType.STARTING)
-
-
-async def test_force_starts_a_crash_looping_container(servers: ServerFactory) -> None:
-    h = await servers.start()
-    await start(h, "crasher", spec(*py("raise SystemExit(1)"), allowed=0))
-    await h.wait_event("crasher", EventType.CRASH_LOOP)
-    forced = await h.stub.StartContainer(
-        operator_pb2.StartContainerRequest(name="crasher", force=True)
-    )
-    assert forced.container.state != State.CONTAINER_STATE_CRASH_LOOP
-    await h.wait_event("crasher", EventType.CRASH_LOOP)
-
-
-async def test_crash_loop_rearms_when_the_window_slides_injected_clock(
-    servers: ServerFactory,
-) -> None:
-    clock = ManualClock()
-    fleet = f"""
-[[containers]]
-name = "member"
-command = {json.dumps(list(py("raise SystemExit(1)")))}
-restart_policy.when = "on_failure"
-restart_policy.crash = {{ window = "10m", allowed_crashes = 1 }}
-restart_policy.backoff = {{ initial = "0s", max = "1s" }}
-"""
-    h = await servers.start(fleet, clock=clock, reconcile_interval="0s")
-    await h.wait_event("member", EventType.CRASH_LOOP)
-    result = await h.stub.ReconcileFleet(operator_pb2.ReconcileFleetRequest())
-    assert [f.reason for f in result.failed] == ["CRASH_LOOP_DETECTED"]
-
-    clock.advance(timedelta(minutes=10, seconds=1))
-    result = await h.stub.ReconcileFleet(operator_pb2.ReconcileFleetRequest())
-    assert (
-        list(result.started_names) == ["member"]
-        or result.failed[0].reason == "START_FAILED"
-    )
-    await h.wait_event("member", EventType.CRASH_LOOP_REARMED)
-
-
-async def test_crash_loop_rearms_by_itself_in_real_time(servers: ServerFactory) -> None:
-    h = await servers.start()
-    await start(
-        h, "brief", spec(*py("raise SystemExit(1)"), window="1500ms", allowed=1)
-    )
-    looped = await h.wait_event("brief", EventType.CRASH_LOOP)
-    rearmed = await h.wait_event("brief", EventType.CRASH_LOOP_REARMED, timeout=20)
-    assert (rearmed.time - looped.time).total_seconds() >= 1.0
-    await h.wait_event("brief", EventType.STARTING)
-
-
-# -- rules 1 and 6: stops corral orders
-
-STUBBORN = """
-import os, signal, sys, time
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-child = os.fork()
-if child == 0:
-    time.sleep(300)
-    os._exit(0)
-open(sys.argv[1], "w").write(str(child))
-time.sleep(300)
-"""
-
-
-async def test_stop_kills_a_group_that_ignores_sigterm(
-    servers: ServerFactory, tmp_path: Path
-) -> None:
-    h = await servers.start()
-    pidfile = tmp_path / "child.pid"
-    container = await start(
-        h, "stubborn", spec(PY, "-c", STUBBORN, str(pidfile), grace="500ms")
-    )
-    child = int(await eventually(lambda: pidfile.exists() and pidfile.read_text()))
-    leader = int(container.runtime_id)
-    assert pid_alive(child) and pid_alive(leader)
-
-    stopped = await h.stub.StopContainer(
-        operator_pb2.StopContainerRequest(name="stubborn")
-    )
-    assert stopped.container.state == State.CONTAINER_STATE_STOPPED
-    assert stopped.container.desired_state == C.DesiredState.DESIRED_STATE_STOPPED
-    assert (
-        stopped.container.last_exit.reason
-        == C.ExitReason.EXIT_REASON_STOPPED_BY_OPERATOR
-    )
-    assert len(stopped.container.crash_history) == 0
-    await eventually(
-        lambda: not pid_alive(child) and not pid_alive(leader), 10, "group gone"
-    )
-
-
-async def test_exit_code_after_sigterm_is_not_a_crash(
-    servers: ServerFactory, tmp_path: Path
-) -> None:
-    h = await servers.start()
-    ready = tmp_path / "ready"
-    code = (
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))\n"
-        f"open({str(ready)!r}, 'w').close()\n"
-        "time.sleep(300)"
-    )
-    await start(h, "polite", spec(*py(code)))
-    await eventually(ready.exists, what="the handler installed")
-    stopped = await h.stub.StopContainer(
-        operator_pb2.StopContainerRequest(name="polite")
-    )
-    assert stopped.container.state == State.CONTAINER_STATE_STOPPED
-    assert stopped.container.last_exit.exit_code == 1
-    assert len(stopped.container.crash_history) == 0
-    assert stopped.container.restart_count == 0
-
-
-async def test_stop_cancels_a_pending_restart(servers: ServerFactory) -> None:
-    h = await servers.start()
-    await start(h, "pending", spec(*py("raise SystemExit(1)"), initial="500ms"))
-    await h.wait_event("pending", EventType.BACKOFF)
-    stopped = await h.stub.StopContainer(
-        operator_pb2.StopContainerRequest(name="pending")
-    )
-    assert stopped.container.state == State.CONTAINER_STATE_STOPPED
-    stop_sequence = h.operator.hub.head
-
-    # Well past the restart delay (a marker workload living 1.5 s shows it),
-    # nothing started and nothing runs.
-    await start(h, "marker", spec(*py("import time; time.sleep(1.5)")))
-    await h.wait_event("marker", EventType.EXITED, timeout=20)
-    late = [
-        e
-        for e in h.operator.list_events(after=stop_sequence, limit=1000)
-        if e.name == "pending"
-    ]
-    assert late == []
-    container = await h.get("pending")
-    assert container.state == State.CONTAINER_STATE_STOPPED
-    assert container.instance_id == stopped.container.instance_id
-
-
-async def test_restart_replaces_the_instance_without_a_crash(
-    servers: ServerFactory,
-) -> None:
-    h = await servers.start()
-    first = await start(h, "svc", spec(*SLEEP))
-    again = await h.stub.RestartContainer(
-        operator_pb2.RestartContainerRequest(name="svc")
-    )
-    assert again.container.state == State.CONTAINER_STATE_RUNNING
-    assert again.container.instance_id != first.instance_id
-    assert len(again.container.crash_history) == 0
-    await eventually(lambda: not pid_alive(int(first.runtime_id)), 10, "old pid gone")
-
-
-async def test_changed_spec_replaces_the_instance_without_a_crash(
-    servers: ServerFactory,
-) -> None:
-    h = await servers.start()
-    first = await start(h, "svc", spec(*SLEEP, env={"VERSION": "1"}))
-    second = await start(h, "svc", spec(*SLEEP, env={"VERSION": "2"}))
-    assert second.instance_id != first.instance_id
-    assert second.spec.env["VERSION"] == "2"
-    assert second.state == State.CONTAINER_STATE_RUNNING
-    assert len(second.crash_history) == 0
-    stopped = await h.wait_event("svc", EventType.STOPPED, after=0)
-    assert stopped.exit is not None and stopped.exit.reason.value == "REPLACED"
-    assert not pid_alive(int(first.runtime_id))
-
-    # The same spec again is a no-op.
-    third = await start(h, "svc", spec(*SLEEP, env={"VERSION": "2"}))
-    assert third.instance_id == second.instance_id
-
-
-async def test_request_id_makes_a_retry_a_no_op(servers: ServerFactory) -> None:
-    h = await servers.start()
-    first = await start(h, "idem", spec(*SLEEP), request_id="r-1")
-    await h.stub.StopContainer(operator_pb2.StopContainerRequest(name="idem"))
-    retried = await start(h, "idem", spec(*SLEEP), request_id="r-1")
-    assert retried.instance_id == first.instance_id
-    assert retried.state == State.CONTAINER_STATE_STOPPED
-
-
-# -- min replica set, ad-hoc containers, deletion, reconciliation
-
-
-FLEET = f"""
-[[containers]]
-name = "web"
-command = {json.dumps(list(SLEEP))}
-
-[[containers]]
-name = "worker"
-command = {json.dumps(list(SLEEP))}
-"""
-
-
-async def test_members_start_and_cannot_be_deleted(servers: ServerFactory) -> None:
-    h = await servers.start(FLEET, reconcile_interval="0s")
-    for name in ("web", "worker"):
-        container = await h.get(name)
-        assert container.state == State.CONTAINER_STATE_RUNNING
-        assert container.min_replica_set
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await h.stub.DeleteContainer(operator_pb2.DeleteContainerRequest(name="web"))
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_info(refused.value)[0] == "MIN_REPLICA_SET_CONTAINER"
-
-
-async def test_reconcile_counts_running_stopped_and_started(
-    servers: ServerFactory,
-) -> None:
-    h = await servers.start(FLEET, reconcile_interval="0s")
-    await h.stub.StopContainer(operator_pb2.StopContainerRequest(name="worker"))
-    result = await h.stub.ReconcileFleet(operator_pb2.ReconcileFleetRequest())
-    assert result.already_running == 1
-    assert list(result.skipped_names) == ["worker"]
-    assert result.started == 0
-
-
-async def test_ad_hoc_containers_can_be_refused(servers: ServerFactory) -> None:
-    h = await servers.start(FLEET, allow_ad_hoc_containers=False)
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await start(h, "stray", spec(*SLEEP))
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_info(refused.value)[0] == "AD_HOC_CONTAINER_NOT_ALLOWED"
-    listing = await h.stub.ListContainers(operator_pb2.ListContainersRequest())
-    assert [c.name for c in listing.containers] == ["web", "worker"]
-
-
-async def test_delete_needs_a_stopped_container(servers: ServerFactory) -> None:
-    h = await servers.start()
-    await start(h, "temp", spec(*SLEEP))
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await h.stub.DeleteContainer(operator_pb2.DeleteContainerRequest(name="temp"))
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_info(refused.value)[0] == "CONTAINER_NOT_STOPPED"
-
-    await h.stub.StopContainer(operator_pb2.StopContainerRequest(name="temp"))
-    await h.stub.DeleteContainer(operator_pb2.DeleteContainerRequest(name="temp"))
-    with pytest.raises(grpc.aio.AioRpcError) as missing:
-        await h.get("temp")
-    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_list_pages_and_filters(servers: ServerFactory) -> None:
@@ -564,6 +208,17 @@ def _bad_specs() -> list[tuple[str, C.ContainerSpec, str]]:
     for index in range(3):
         huge.env[f"BIG{index}"] = "x" * 400_000
     cases.append(("env over 1 MiB", huge, "spec.env"))
+
+    # Ports and limits are the docker runtime's; the process runtime refuses them.
+    for field, value in [("memory", "64m"), ("cpus", 1.0)]:
+        limited = C.ContainerSpec()
+        limited.CopyFrom(good)
+        setattr(limited, field, value)
+        cases.append((f"{field} under process", limited, f"spec.{field}"))
+    published = C.ContainerSpec()
+    published.CopyFrom(good)
+    published.ports.append("8080:80")
+    cases.append(("ports under process", published, "spec.ports"))
     return cases
 
 

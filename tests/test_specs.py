@@ -22,8 +22,11 @@ from corral.core.model import (
 from corral.core.policy import backoff_delay
 from corral.core.specs import (
     MAX_ENV_BYTES,
+    PortMapping,
     format_duration,
     parse_duration,
+    parse_memory,
+    parse_port,
     signal_number,
     spec_from_dict,
     spec_to_dict,
@@ -577,3 +580,161 @@ def test_breaker_check_agrees_with_summing_the_delays(
 
     refused = "spec.restart_policy.backoff" in fields(validate_spec(spec))
     assert refused == (total >= window)
+
+
+# --- docker resources: ports, memory, cpus -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("1024", 1024),
+        ("512m", 512 * 2**20),
+        ("512M", 512 * 2**20),
+        ("512mb", 512 * 2**20),
+        ("1GiB", 2**30),
+        ("1.5g", 3 * 2**29),
+        ("64k", 64 * 2**10),
+        ("2t", 2 * 2**40),
+        (" 32m ", 32 * 2**20),
+    ],
+)
+def test_parse_memory_reads_binary_sizes(text: str, size: int) -> None:
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("lots", "like"),
+        ("", "like"),
+        ("-1m", "like"),
+        ("12x", "like"),
+        ("1e9", "like"),
+        ("0", "more than zero"),
+        ("0m", "more than zero"),
+        ("0.5", "more than zero"),
+    ],
+)
+def test_parse_memory_refuses_with_actionable_message(text: str, hint: str) -> None:
+    with pytest.raises(ValueError, match=hint):
+        parse_memory(text)
+
+
+@pytest.mark.parametrize(
+    ("entry", "mapping"),
+    [
+        ("80", PortMapping(80)),
+        ("8080:80", PortMapping(80, host_port=8080)),
+        ("53:53/udp", PortMapping(53, "udp", host_port=53)),
+        ("127.0.0.1:8080:80", PortMapping(80, host_ip="127.0.0.1", host_port=8080)),
+        ("127.0.0.1::80/sctp", PortMapping(80, "sctp", host_ip="127.0.0.1")),
+        ("[::1]:8080:80", PortMapping(80, host_ip="::1", host_port=8080)),
+    ],
+)
+def test_parse_port_reads_docker_short_syntax(entry: str, mapping: PortMapping) -> None:
+    assert parse_port(entry) == mapping
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["http", "", "80/icmp", "0", "99999", "70000:80", "a:1:2", "::80", "1:2:3:4"],
+)
+def test_parse_port_refuses_with_the_syntax(entry: str) -> None:
+    with pytest.raises(ValueError, match="port mapping like"):
+        parse_port(entry)
+
+
+def test_resource_fields_round_trip_through_the_dict_form() -> None:
+    spec = ContainerSpec(
+        image="app:1", ports=("8080:80", "53/udp"), memory="512m", cpus=1.5
+    )
+
+    data = json.loads(json.dumps(spec_to_dict(spec)))
+
+    assert data["ports"] == ["8080:80", "53/udp"]
+    assert data["memory"] == "512m"
+    assert data["cpus"] == 1.5
+    assert spec_from_dict(data) == spec
+    assert spec_from_dict({"image": "app:1", "cpus": 2}).cpus == 2.0
+
+
+def test_resource_fields_of_the_wrong_type_are_refused() -> None:
+    with pytest.raises(InvalidArgumentError) as refused:
+        spec_from_dict({"ports": "80", "memory": 512, "cpus": "1"})
+
+    assert sorted(error_fields(refused.value)) == [
+        "spec.cpus",
+        "spec.memory",
+        "spec.ports",
+    ]
+
+
+def test_docker_runtime_accepts_resources() -> None:
+    spec = ContainerSpec(
+        image="app:1", ports=("127.0.0.1::80",), memory="6m", cpus=0.01
+    )
+
+    assert validate_spec(spec, runtime="docker") == []
+
+
+def test_docker_runtime_checks_every_resource_field() -> None:
+    spec = ContainerSpec(
+        image="app:1", ports=("80", "http", "99999"), memory="lots", cpus=-1.0
+    )
+
+    violations = validate_spec(spec, runtime="docker")
+
+    assert fields(violations) == [
+        "spec.ports[1]",
+        "spec.ports[2]",
+        "spec.memory",
+        "spec.cpus",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "hint"),
+    [
+        ({"memory": "0m"}, "spec.memory", "more than zero"),
+        ({"memory": "4m"}, "spec.memory", "at least 6m"),
+        ({"cpus": 0.001}, "spec.cpus", "at least 0.01"),
+        ({"cpus": float("nan")}, "spec.cpus", "finite"),
+        ({"cpus": float("inf")}, "spec.cpus", "finite"),
+    ],
+)
+def test_docker_resource_limits_are_bounded(
+    change: dict[str, Any], field: str, hint: str
+) -> None:
+    spec = ContainerSpec(image="app:1", **change)
+
+    violations = validate_spec(spec, runtime="docker")
+
+    assert fields(violations) == [field]
+    assert hint in violations[0].description
+
+
+def test_process_runtime_refuses_docker_only_resources() -> None:
+    spec = valid_spec(ports=("80",), memory="512m", cpus=1.0)
+
+    violations = validate_spec(spec)
+
+    assert fields(violations) == ["spec.ports", "spec.memory", "spec.cpus"]
+    for violation in violations:
+        assert "process runtime does not support" in violation.description
+
+
+_resource_specs = st.builds(
+    ContainerSpec,
+    image=_text,
+    ports=st.lists(_text, max_size=3).map(tuple),
+    memory=_text,
+    cpus=st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@given(_resource_specs)
+def test_resource_fields_round_trip_through_json(spec: ContainerSpec) -> None:
+    data = json.loads(json.dumps(spec_to_dict(spec)))
+
+    assert spec_from_dict(data) == spec

@@ -55,6 +55,14 @@ def default_runtime_factory(config: FleetConfig) -> Callable[[ExitCallback], Run
             )
 
         return build
+    if settings.runtime == "docker":
+        # Imported here so that aiodocker is needed only by docker fleets.
+        from corral.runtimes.docker import DockerRuntime
+
+        def build_docker(on_exit: ExitCallback) -> Runtime:
+            return DockerRuntime(on_exit=on_exit)
+
+        return build_docker
     raise ValueError(f"runtime {settings.runtime!r} is not available")
 
 

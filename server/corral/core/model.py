@@ -137,6 +137,14 @@ class ContainerSpec:
     stop_signal: str = "SIGTERM"
     stop_grace_period: timedelta = timedelta(seconds=10)
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    ports: tuple[str, ...] = ()
+    """Published ports in Docker's short syntax,
+    ``[HOST_IP:][HOST_PORT:]PORT[/tcp|udp|sctp]`` (docker runtime only)."""
+    memory: str = ""
+    """Memory limit such as ``"512m"`` or ``"1GiB"``; empty means no limit
+    (docker runtime only)."""
+    cpus: float = 0.0
+    """CPU limit in cores, such as ``1.5``; 0 means no limit (docker runtime only)."""
 
 
 @dataclasses.dataclass(frozen=True)

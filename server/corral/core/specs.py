@@ -11,7 +11,10 @@ inverse of :func:`spec_from_dict` and yields JSON-serializable data, which is
 what the store persists.
 
 Durations are strings with a unit (``"250ms"``, ``"10s"``, ``"1m30s"``), the
-same form in the fleet file, in stored specs and in error messages.
+same form in the fleet file, in stored specs and in error messages. Memory
+sizes (``"512m"``, ``"1GiB"``) and published ports (``"8080:80/tcp"``) are
+read by :func:`parse_memory` and :func:`parse_port`, here and in the docker
+runtime alike, so validation and the runtime never disagree.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from corral.core.errors import FieldViolation, InvalidArgumentError
 from corral.core.model import (
@@ -36,8 +39,12 @@ from corral.core.policy import backoff_delay
 
 __all__ = [
     "MAX_ENV_BYTES",
+    "MIN_MEMORY_BYTES",
+    "PortMapping",
     "format_duration",
     "parse_duration",
+    "parse_memory",
+    "parse_port",
     "signal_number",
     "spec_from_dict",
     "spec_to_dict",
@@ -80,6 +87,9 @@ _SPEC_KEYS = (
     "stop_signal",
     "stop_grace_period",
     "labels",
+    "ports",
+    "memory",
+    "cpus",
 )
 _POLICY_KEYS = ("when", "crash", "success_exit_codes", "backoff")
 _CRASH_KEYS = ("window", "allowed_crashes")
@@ -198,6 +208,93 @@ def _format_seconds(micros: int) -> str:
         alternative = f"{millis}ms" if micro_rest == 0 else f"{fraction}us"
         return min(alternative, decimal, key=len)
     return decimal
+
+
+# --- memory sizes and ports ---------------------------------------------------
+
+MIN_MEMORY_BYTES = 6 * 2**20
+"""Smallest memory limit the Docker engine accepts (6 MiB); a smaller one
+would only fail at start, so validation refuses it."""
+
+_MEMORY_HINT = 'must be a size like "512m" or "1GiB"'
+_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+"""Binary multipliers, as ``docker run --memory`` reads them."""
+
+_PORT_HINT = (
+    'must be a port mapping like "80", "8080:80", "127.0.0.1:8080:80" or "53:53/udp"'
+)
+_PORT = re.compile(
+    r"(?:(?:(\[[0-9a-fA-F:.]+\]|[0-9.]+):)?([0-9]*):)?([0-9]+)(?:/(tcp|udp|sctp))?"
+)
+"""Docker's short syntax: ``[[HOST_IP:][HOST_PORT]:]PORT[/PROTO]``."""
+
+
+def parse_memory(text: str) -> int:
+    """Reads a memory size: bytes, or a number with ``k``, ``m``, ``g`` or
+    ``t`` (binary multiples, optionally followed by ``b`` or ``ib``, any case).
+
+    Args:
+        text: the size as written, such as ``"512m"``, ``"1GiB"`` or ``"1.5g"``.
+
+    Returns:
+        The size in whole bytes (a fraction of a byte is dropped).
+
+    Raises:
+        ValueError: not a size, or not more than zero bytes; the message
+            says what is expected.
+    """
+    match = _MEMORY.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{_MEMORY_HINT}; got {text[:40]!r}")
+    number, unit = match.groups()
+
+    size = int(Decimal(number) * _MEMORY_UNITS[unit.lower()])
+    if size <= 0:
+        raise ValueError(f"must be more than zero bytes; got {text[:40]!r}")
+    return size
+
+
+class PortMapping(NamedTuple):
+    """One published port, read from Docker's short syntax by :func:`parse_port`."""
+
+    container_port: int
+    protocol: str = "tcp"
+    """``tcp``, ``udp`` or ``sctp``."""
+    host_ip: str = ""
+    """Address to bind on the host; empty means every address."""
+    host_port: int | None = None
+    """Port on the host; None lets the engine pick a free one."""
+
+
+def parse_port(entry: str) -> PortMapping:
+    """Reads a port entry: ``[[HOST_IP:][HOST_PORT]:]PORT[/tcp|udp|sctp]``.
+
+    As with ``docker run -p``, every entry is published: ``"80"`` and
+    ``"127.0.0.1::80"`` let the engine pick the host port. An IPv6 host
+    address is written in brackets (``"[::1]:8080:80"``).
+
+    Raises:
+        ValueError: not a port mapping, or a port outside 1..65535; the
+            message says what is expected.
+    """
+    match = _PORT.fullmatch(entry.strip())
+    if match is None:
+        raise ValueError(f"{_PORT_HINT}; got {entry[:40]!r}")
+    host_ip, host_port, container_port, protocol = match.groups()
+
+    ports = [("port", container_port)]
+    if host_port:
+        ports.append(("host port", host_port))
+    for what, digits in ports:
+        if not 0 < int(digits) < 65536:
+            raise ValueError(f"{what} {int(digits)} is not in 1..65535; {_PORT_HINT}")
+    return PortMapping(
+        container_port=int(container_port),
+        protocol=protocol or "tcp",
+        host_ip=(host_ip or "").strip("[]"),
+        host_port=int(host_port) if host_port else None,
+    )
 
 
 # --- spec <-> dict -----------------------------------------------------------
@@ -383,6 +480,9 @@ def spec_from_dict(
             table, "stop_grace_period", p, reader.duration, defaults.stop_grace_period
         ),
         labels=reader.get(table, "labels", p, reader.string_table, {}),
+        ports=reader.get(table, "ports", p, reader.strings, defaults.ports),
+        memory=reader.get(table, "memory", p, reader.string, defaults.memory),
+        cpus=reader.get(table, "cpus", p, reader.number, defaults.cpus),
     )
 
     if reader.violations:
@@ -490,6 +590,9 @@ def spec_to_dict(spec: ContainerSpec) -> dict[str, Any]:
         "stop_signal": spec.stop_signal,
         "stop_grace_period": format_duration(spec.stop_grace_period),
         "labels": dict(spec.labels),
+        "ports": list(spec.ports),
+        "memory": spec.memory,
+        "cpus": float(spec.cpus),
     }
 
 
@@ -540,6 +643,7 @@ def validate_spec(
             FieldViolation(f"{p}.stop_grace_period", "must not be negative")
         )
 
+    violations += _check_resources(spec, runtime, p)
     violations += _check_policy(spec.restart_policy, f"{p}.restart_policy")
     return violations
 
@@ -590,6 +694,56 @@ def _check_workload(spec: ContainerSpec, runtime: str, p: str) -> list[FieldViol
             violations.append(
                 FieldViolation(f"{p}.{field}", "must not contain a NUL character")
             )
+    return violations
+
+
+def _check_resources(spec: ContainerSpec, runtime: str, p: str) -> list[FieldViolation]:
+    """Checks ports, the memory limit and the CPU limit (docker runtime only)."""
+    violations: list[FieldViolation] = []
+    if runtime != "docker":
+        for field, given in (
+            ("ports", bool(spec.ports)),
+            ("memory", bool(spec.memory)),
+            ("cpus", spec.cpus != 0),
+        ):
+            if given:
+                violations.append(
+                    FieldViolation(
+                        f"{p}.{field}",
+                        f"the {runtime} runtime does not support {field}; "
+                        'remove it, or run the fleet with runtime = "docker"',
+                    )
+                )
+        return violations
+
+    for i, entry in enumerate(spec.ports):
+        try:
+            parse_port(entry)
+        except ValueError as error:
+            violations.append(FieldViolation(f"{p}.ports[{i}]", str(error)))
+    if spec.memory:
+        try:
+            if parse_memory(spec.memory) < MIN_MEMORY_BYTES:
+                violations.append(
+                    FieldViolation(
+                        f"{p}.memory",
+                        f"must be at least 6m, the Docker engine's minimum; "
+                        f"got {spec.memory[:40]!r}",
+                    )
+                )
+        except ValueError as error:
+            violations.append(FieldViolation(f"{p}.memory", str(error)))
+    if not (math.isfinite(spec.cpus) and spec.cpus >= 0):
+        violations.append(
+            FieldViolation(f"{p}.cpus", "must be a finite number of at least 0")
+        )
+    elif 0 < spec.cpus < 0.01:
+        violations.append(
+            FieldViolation(
+                f"{p}.cpus",
+                "must be 0 (no limit) or at least 0.01, the Docker engine's minimum",
+            )
+        )
     return violations
 
 

@@ -49,23 +49,25 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from signal import SIGKILL, valid_signals
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
 import aiodocker
 import aiohttp
 from aiodocker.events import DockerEvents
 
 from corral.core.model import ExitInfo, ExitReason
+from corral.core.specs import parse_memory, parse_port
 from corral.runtimes.base import (
     ExitCallback,
     LaunchRequest,
+    Orphan,
     RuntimeHandle,
     RuntimeUnavailableError,
     WorkloadStartError,
@@ -128,16 +130,6 @@ _HOST_VARIABLES = frozenset(
 workload. They describe the host, not the image, so a container keeps its
 image's own values unless the spec's ``env`` sets them."""
 
-_PORT = re.compile(
-    r"(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*):)?"
-    r"(?P<container>\d+)(?:/(?P<proto>tcp|udp|sctp))?"
-)
-"""Docker's short port syntax: ``[[HOST_IP:][HOST_PORT]:]PORT[/PROTO]``."""
-
-_MEMORY = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]?)(?:i?b)?", re.I)
-_MEMORY_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-"""Binary multipliers, as ``docker run --memory`` reads them."""
-
 _EVENT_FILTER = json.dumps(
     {"type": ["container"], "event": ["die", "oom"], "label": [f"{LABEL_MANAGED}=true"]}
 )
@@ -172,16 +164,6 @@ class _Death:
             "FinishedAt": self.time.isoformat(),
         }
         return _exit_from_state(state, instance_id)
-
-
-class Orphan(NamedTuple):
-    """A container labelled as corral's whose instance no record knows."""
-
-    container_id: str
-    name: str
-    """Its ``corral.name`` label."""
-    instance_id: str
-    """Its ``corral.instance`` label."""
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -900,16 +882,18 @@ def _container_config(request: LaunchRequest) -> dict[str, Any]:
     if spec.working_dir:
         config["WorkingDir"] = spec.working_dir
 
-    # Compute resources and ports, from spec fields the model may not have yet.
-    memory = _memory_bytes(getattr(spec, "memory", ""))
-    if memory:
-        host_config["Memory"] = memory
-    cpus = float(getattr(spec, "cpus", 0.0) or 0.0)
-    if cpus < 0:
-        raise WorkloadStartError(f"spec.cpus is {cpus:g}; it must not be negative")
-    if cpus:
-        host_config["NanoCpus"] = round(cpus * 1e9)
-    exposed, bindings = _port_config(getattr(spec, "ports", ()) or ())
+    # Compute resources and ports. Validation already refused bad values;
+    # a spec built by hand still gets a start error naming the field.
+    if spec.memory:
+        try:
+            host_config["Memory"] = parse_memory(spec.memory)
+        except ValueError as exc:
+            raise WorkloadStartError(f"spec.memory {exc}") from exc
+    if not (math.isfinite(spec.cpus) and spec.cpus >= 0):
+        raise WorkloadStartError(f"spec.cpus is {spec.cpus:g}; it must be at least 0")
+    if spec.cpus:
+        host_config["NanoCpus"] = round(spec.cpus * 1e9)
+    exposed, bindings = _port_config(spec.ports)
     if exposed:
         config["ExposedPorts"] = exposed
         host_config["PortBindings"] = bindings
@@ -917,43 +901,25 @@ def _container_config(request: LaunchRequest) -> dict[str, Any]:
     return config
 
 
-def _memory_bytes(value: object) -> int:
-    """Reads a memory limit: bytes as an int, or text like ``512m``, ``1GiB``."""
-    if isinstance(value, int):
-        return value
-    text = str(value).strip()
-    if not text:
-        return 0
-    match = _MEMORY.fullmatch(text)
-    if match is None:
-        raise WorkloadStartError(
-            f"spec.memory {text!r} is not a size; write bytes or a number "
-            "with k, m or g, like '512m'"
-        )
-
-    unit = _MEMORY_UNITS[match["unit"].lower()]
-    return int(float(match["number"]) * unit)
-
-
 def _port_config(
     ports: Iterable[str],
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
-    """``ExposedPorts`` and ``PortBindings`` for Docker-style port entries."""
+    """``ExposedPorts`` and ``PortBindings`` for Docker-style port entries.
+
+    Every entry is published, as with ``docker run -p``; an empty
+    ``HostPort`` lets the engine pick a free one.
+    """
     exposed: dict[str, Any] = {}
     bindings: dict[str, list[dict[str, str]]] = {}
-    for entry in ports:
-        match = _PORT.fullmatch(str(entry).strip())
-        if match is None or not 0 < int(match["container"]) < 65536:
-            raise WorkloadStartError(
-                f"spec.ports entry {entry!r} is not a port mapping; write "
-                "'PORT', 'HOST_PORT:PORT' or 'HOST_IP:HOST_PORT:PORT', "
-                "optionally with '/udp'"
-            )
-        key = f"{int(match['container'])}/{match['proto'] or 'tcp'}"
+    for i, entry in enumerate(ports):
+        try:
+            port = parse_port(entry)
+        except ValueError as exc:
+            raise WorkloadStartError(f"spec.ports[{i}] {exc}") from exc
+        key = f"{port.container_port}/{port.protocol}"
         exposed[key] = {}
-        if match["host"] is None:
-            continue
-        binding = {"HostIp": (match["ip"] or "").strip("[]"), "HostPort": match["host"]}
+        host_port = "" if port.host_port is None else str(port.host_port)
+        binding = {"HostIp": port.host_ip, "HostPort": host_port}
         bindings.setdefault(key, []).append(binding)
 
     return exposed, bindings

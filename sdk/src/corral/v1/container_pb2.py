@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63orral/v1/container.proto\x12\tcorral.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x03\n\rContainerSpec\x12\x0f\n\x07\x63ommand\x18\x01 \x03(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12.\n\x03\x65nv\x18\x03 \x03(\x0b\x32!.corral.v1.ContainerSpec.EnvEntry\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bworking_dir\x18\x05 \x01(\t\x12\x30\n\x0erestart_policy\x18\x06 \x01(\x0b\x32\x18.corral.v1.RestartPolicy\x12\x13\n\x0bstop_signal\x18\x07 \x01(\t\x12\x19\n\x11stop_grace_period\x18\x08 \x01(\t\x12\x34\n\x06labels\x18\t \x03(\x0b\x32$.corral.v1.ContainerSpec.LabelsEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9d\x01\n\rRestartPolicy\x12$\n\x04when\x18\x01 \x01(\x0e\x32\x16.corral.v1.RestartWhen\x12%\n\x05\x63rash\x18\x02 \x01(\x0b\x32\x16.corral.v1.CrashPolicy\x12\x1a\n\x12success_exit_codes\x18\x03 \x03(\x05\x12#\n\x07\x62\x61\x63koff\x18\x04 \x01(\x0b\x32\x12.corral.v1.Backoff\"O\n\x0b\x43rashPolicy\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\x1c\n\x0f\x61llowed_crashes\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_allowed_crashes\"\x84\x01\n\x07\x42\x61\x63koff\x12\x0f\n\x07initial\x18\x01 \x01(\t\x12\x0b\n\x03max\x18\x02 \x01(\t\x12\x17\n\nmultiplier\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0breset_after\x18\x04 \x01(\t\x12\x13\n\x06jitter\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_multiplierB\t\n\x07_jitter\"\xc9\x01\n\nExitStatus\x12%\n\x06reason\x18\x01 \x01(\x0e\x32\x15.corral.v1.ExitReason\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0binstance_id\x18\x06 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\"\x83\x01\n\tCrashLoop\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x0e\n\x06window\x18\x03 \x01(\t\x12\x17\n\x0f\x61llowed_crashes\x18\x04 \x01(\x05\x12.\n\nrearm_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x04\n\tContainer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04spec\x18\x02 \x01(\x0b\x32\x18.corral.v1.ContainerSpec\x12.\n\rdesired_state\x18\x03 \x01(\x0e\x32\x17.corral.v1.DesiredState\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.corral.v1.ContainerState\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x17\n\x0fmin_replica_set\x18\x06 \x01(\x08\x12\x13\n\x0binstance_id\x18\x07 \x01(\t\x12\x12\n\nruntime_id\x18\x08 \x01(\t\x12\x15\n\rrestart_count\x18\t \x01(\x05\x12(\n\tlast_exit\x18\n \x01(\x0b\x32\x15.corral.v1.ExitStatus\x12,\n\rcrash_history\x18\x0b \x03(\x0b\x32\x15.corral.v1.ExitStatus\x12(\n\ncrash_loop\x18\x0c \x01(\x0b\x32\x14.corral.v1.CrashLoop\x12\x35\n\x11next_restart_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*y\n\x0bRestartWhen\x12\x1c\n\x18RESTART_WHEN_UNSPECIFIED\x10\x00\x12\x17\n\x13RESTART_WHEN_ALWAYS\x10\x01\x12\x1b\n\x17RESTART_WHEN_ON_FAILURE\x10\x02\x12\x16\n\x12RESTART_WHEN_NEVER\x10\x03*c\n\x0c\x44\x65siredState\x12\x1d\n\x19\x44\x45SIRED_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45SIRED_STATE_RUNNING\x10\x01\x12\x19\n\x15\x44\x45SIRED_STATE_STOPPED\x10\x02*\xd6\x02\n\x0e\x43ontainerState\x12\x1f\n\x1b\x43ONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTAINER_STATE_PENDING\x10\x01\x12\x1c\n\x18\x43ONTAINER_STATE_STARTING\x10\x02\x12\x1b\n\x17\x43ONTAINER_STATE_RUNNING\x10\x03\x12\x1b\n\x17\x43ONTAINER_STATE_BACKOFF\x10\x04\x12\x1c\n\x18\x43ONTAINER_STATE_STOPPING\x10\x05\x12\x1b\n\x17\x43ONTAINER_STATE_STOPPED\x10\x06\x12\x1a\n\x16\x43ONTAINER_STATE_EXITED\x10\x07\x12\x1e\n\x1a\x43ONTAINER_STATE_CRASH_LOOP\x10\x08\x12\x1a\n\x16\x43ONTAINER_STATE_FAILED\x10\t\x12\x1b\n\x17\x43ONTAINER_STATE_UNKNOWN\x10\n*\x90\x02\n\nExitReason\x12\x1b\n\x17\x45XIT_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XIT_REASON_EXITED\x10\x01\x12\x18\n\x14\x45XIT_REASON_SIGNALED\x10\x02\x12\x1a\n\x16\x45XIT_REASON_OOM_KILLED\x10\x03\x12\x1f\n\x1b\x45XIT_REASON_FAILED_TO_START\x10\x04\x12\x1e\n\x1a\x45XIT_REASON_WORKLOAD_ERROR\x10\x05\x12#\n\x1f\x45XIT_REASON_STOPPED_BY_OPERATOR\x10\x06\x12\x18\n\x14\x45XIT_REASON_REPLACED\x10\x07\x12\x17\n\x13\x45XIT_REASON_UNKNOWN\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63orral/v1/container.proto\x12\tcorral.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x03\n\rContainerSpec\x12\x0f\n\x07\x63ommand\x18\x01 \x03(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12.\n\x03\x65nv\x18\x03 \x03(\x0b\x32!.corral.v1.ContainerSpec.EnvEntry\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bworking_dir\x18\x05 \x01(\t\x12\x30\n\x0erestart_policy\x18\x06 \x01(\x0b\x32\x18.corral.v1.RestartPolicy\x12\x13\n\x0bstop_signal\x18\x07 \x01(\t\x12\x19\n\x11stop_grace_period\x18\x08 \x01(\t\x12\x34\n\x06labels\x18\t \x03(\x0b\x32$.corral.v1.ContainerSpec.LabelsEntry\x12\r\n\x05ports\x18\n \x03(\t\x12\x0e\n\x06memory\x18\x0b \x01(\t\x12\x0c\n\x04\x63pus\x18\x0c \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9d\x01\n\rRestartPolicy\x12$\n\x04when\x18\x01 \x01(\x0e\x32\x16.corral.v1.RestartWhen\x12%\n\x05\x63rash\x18\x02 \x01(\x0b\x32\x16.corral.v1.CrashPolicy\x12\x1a\n\x12success_exit_codes\x18\x03 \x03(\x05\x12#\n\x07\x62\x61\x63koff\x18\x04 \x01(\x0b\x32\x12.corral.v1.Backoff\"O\n\x0b\x43rashPolicy\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\x1c\n\x0f\x61llowed_crashes\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_allowed_crashes\"\x84\x01\n\x07\x42\x61\x63koff\x12\x0f\n\x07initial\x18\x01 \x01(\t\x12\x0b\n\x03max\x18\x02 \x01(\t\x12\x17\n\nmultiplier\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0breset_after\x18\x04 \x01(\t\x12\x13\n\x06jitter\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_multiplierB\t\n\x07_jitter\"\xc9\x01\n\nExitStatus\x12%\n\x06reason\x18\x01 \x01(\x0e\x32\x15.corral.v1.ExitReason\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0binstance_id\x18\x06 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\"\x83\x01\n\tCrashLoop\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x0e\n\x06window\x18\x03 \x01(\t\x12\x17\n\x0f\x61llowed_crashes\x18\x04 \x01(\x05\x12.\n\nrearm_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x04\n\tContainer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04spec\x18\x02 \x01(\x0b\x32\x18.corral.v1.ContainerSpec\x12.\n\rdesired_state\x18\x03 \x01(\x0e\x32\x17.corral.v1.DesiredState\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.corral.v1.ContainerState\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x17\n\x0fmin_replica_set\x18\x06 \x01(\x08\x12\x13\n\x0binstance_id\x18\x07 \x01(\t\x12\x12\n\nruntime_id\x18\x08 \x01(\t\x12\x15\n\rrestart_count\x18\t \x01(\x05\x12(\n\tlast_exit\x18\n \x01(\x0b\x32\x15.corral.v1.ExitStatus\x12,\n\rcrash_history\x18\x0b \x03(\x0b\x32\x15.corral.v1.ExitStatus\x12(\n\ncrash_loop\x18\x0c \x01(\x0b\x32\x14.corral.v1.CrashLoop\x12\x35\n\x11next_restart_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*y\n\x0bRestartWhen\x12\x1c\n\x18RESTART_WHEN_UNSPECIFIED\x10\x00\x12\x17\n\x13RESTART_WHEN_ALWAYS\x10\x01\x12\x1b\n\x17RESTART_WHEN_ON_FAILURE\x10\x02\x12\x16\n\x12RESTART_WHEN_NEVER\x10\x03*c\n\x0c\x44\x65siredState\x12\x1d\n\x19\x44\x45SIRED_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45SIRED_STATE_RUNNING\x10\x01\x12\x19\n\x15\x44\x45SIRED_STATE_STOPPED\x10\x02*\xd6\x02\n\x0e\x43ontainerState\x12\x1f\n\x1b\x43ONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTAINER_STATE_PENDING\x10\x01\x12\x1c\n\x18\x43ONTAINER_STATE_STARTING\x10\x02\x12\x1b\n\x17\x43ONTAINER_STATE_RUNNING\x10\x03\x12\x1b\n\x17\x43ONTAINER_STATE_BACKOFF\x10\x04\x12\x1c\n\x18\x43ONTAINER_STATE_STOPPING\x10\x05\x12\x1b\n\x17\x43ONTAINER_STATE_STOPPED\x10\x06\x12\x1a\n\x16\x43ONTAINER_STATE_EXITED\x10\x07\x12\x1e\n\x1a\x43ONTAINER_STATE_CRASH_LOOP\x10\x08\x12\x1a\n\x16\x43ONTAINER_STATE_FAILED\x10\t\x12\x1b\n\x17\x43ONTAINER_STATE_UNKNOWN\x10\n*\x90\x02\n\nExitReason\x12\x1b\n\x17\x45XIT_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XIT_REASON_EXITED\x10\x01\x12\x18\n\x14\x45XIT_REASON_SIGNALED\x10\x02\x12\x1a\n\x16\x45XIT_REASON_OOM_KILLED\x10\x03\x12\x1f\n\x1b\x45XIT_REASON_FAILED_TO_START\x10\x04\x12\x1e\n\x1a\x45XIT_REASON_WORKLOAD_ERROR\x10\x05\x12#\n\x1f\x45XIT_REASON_STOPPED_BY_OPERATOR\x10\x06\x12\x18\n\x14\x45XIT_REASON_REPLACED\x10\x07\x12\x17\n\x13\x45XIT_REASON_UNKNOWN\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,30 +37,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTAINERSPEC_ENVENTRY']._serialized_options = b'8\001'
   _globals['_CONTAINERSPEC_LABELSENTRY']._loaded_options = None
   _globals['_CONTAINERSPEC_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_RESTARTWHEN']._serialized_start=1813
-  _globals['_RESTARTWHEN']._serialized_end=1934
-  _globals['_DESIREDSTATE']._serialized_start=1936
-  _globals['_DESIREDSTATE']._serialized_end=2035
-  _globals['_CONTAINERSTATE']._serialized_start=2038
-  _globals['_CONTAINERSTATE']._serialized_end=2380
-  _globals['_EXITREASON']._serialized_start=2383
-  _globals['_EXITREASON']._serialized_end=2655
+  _globals['_RESTARTWHEN']._serialized_start=1858
+  _globals['_RESTARTWHEN']._serialized_end=1979
+  _globals['_DESIREDSTATE']._serialized_start=1981
+  _globals['_DESIREDSTATE']._serialized_end=2080
+  _globals['_CONTAINERSTATE']._serialized_start=2083
+  _globals['_CONTAINERSTATE']._serialized_end=2425
+  _globals['_EXITREASON']._serialized_start=2428
+  _globals['_EXITREASON']._serialized_end=2700
   _globals['_CONTAINERSPEC']._serialized_start=104
-  _globals['_CONTAINERSPEC']._serialized_end=504
-  _globals['_CONTAINERSPEC_ENVENTRY']._serialized_start=415
-  _globals['_CONTAINERSPEC_ENVENTRY']._serialized_end=457
-  _globals['_CONTAINERSPEC_LABELSENTRY']._serialized_start=459
-  _globals['_CONTAINERSPEC_LABELSENTRY']._serialized_end=504
-  _globals['_RESTARTPOLICY']._serialized_start=507
-  _globals['_RESTARTPOLICY']._serialized_end=664
-  _globals['_CRASHPOLICY']._serialized_start=666
-  _globals['_CRASHPOLICY']._serialized_end=745
-  _globals['_BACKOFF']._serialized_start=748
-  _globals['_BACKOFF']._serialized_end=880
-  _globals['_EXITSTATUS']._serialized_start=883
-  _globals['_EXITSTATUS']._serialized_end=1084
-  _globals['_CRASHLOOP']._serialized_start=1087
-  _globals['_CRASHLOOP']._serialized_end=1218
-  _globals['_CONTAINER']._serialized_start=1221
-  _globals['_CONTAINER']._serialized_end=1811
+  _globals['_CONTAINERSPEC']._serialized_end=549
+  _globals['_CONTAINERSPEC_ENVENTRY']._serialized_start=460
+  _globals['_CONTAINERSPEC_ENVENTRY']._serialized_end=502
+  _globals['_CONTAINERSPEC_LABELSENTRY']._serialized_start=504
+  _globals['_CONTAINERSPEC_LABELSENTRY']._serialized_end=549
+  _globals['_RESTARTPOLICY']._serialized_start=552
+  _globals['_RESTARTPOLICY']._serialized_end=709
+  _globals['_CRASHPOLICY']._serialized_start=711
+  _globals['_CRASHPOLICY']._serialized_end=790
+  _globals['_BACKOFF']._serialized_start=793
+  _globals['_BACKOFF']._serialized_end=925
+  _globals['_EXITSTATUS']._serialized_start=928
+  _globals['_EXITSTATUS']._serialized_end=1129
+  _globals['_CRASHLOOP']._serialized_start=1132
+  _globals['_CRASHLOOP']._serialized_end=1263
+  _globals['_CONTAINER']._serialized_start=1266
+  _globals['_CONTAINER']._serialized_end=1856
 # @@protoc_insertion_point(module_scope)

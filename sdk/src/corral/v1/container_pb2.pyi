@@ -235,6 +235,9 @@ class ContainerSpec(_message.Message):
     STOP_SIGNAL_FIELD_NUMBER: _builtins.int
     STOP_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    MEMORY_FIELD_NUMBER: _builtins.int
+    CPUS_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image to run (docker runtime only)."""
     working_dir: _builtins.str
@@ -243,6 +246,12 @@ class ContainerSpec(_message.Message):
     """Signal sent first on stop, such as "SIGTERM" (the default) or "SIGINT"."""
     stop_grace_period: _builtins.str
     """Time between the stop signal and SIGKILL; default "10s"."""
+    memory: _builtins.str
+    """Memory limit, such as "512m" or "1GiB"; empty means no limit (docker
+    runtime only).
+    """
+    cpus: _builtins.float
+    """CPU limit in cores, such as 1.5; 0 means no limit (docker runtime only)."""
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command and arguments. Required by the process runtime; overrides the
@@ -267,6 +276,13 @@ class ContainerSpec(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels attached to the container; keys and values are free strings."""
 
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Published ports in Docker's short syntax,
+        "[HOST_IP:][HOST_PORT:]PORT[/tcp|udp|sctp]", such as "8080:80" (docker
+        runtime only).
+        """
+
     def __init__(
         self,
         *,
@@ -279,10 +295,13 @@ class ContainerSpec(_message.Message):
         stop_signal: _builtins.str = ...,
         stop_grace_period: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        ports: _abc.Iterable[_builtins.str] | None = ...,
+        memory: _builtins.str = ...,
+        cpus: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "restart_policy", b"restart_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config", b"config", "env", b"env", "image", b"image", "labels", b"labels", "restart_policy", b"restart_policy", "stop_grace_period", b"stop_grace_period", "stop_signal", b"stop_signal", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config", b"config", "cpus", b"cpus", "env", b"env", "image", b"image", "labels", b"labels", "memory", b"memory", "ports", b"ports", "restart_policy", b"restart_policy", "stop_grace_period", b"stop_grace_period", "stop_signal", b"stop_signal", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

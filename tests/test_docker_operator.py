@@ -1,0 +1,300 @@
+"""The operator over the docker runtime across its own death and the engine's
+outages (DESIGN.md rule 9): adoption after SIGKILL of ``corral serve``, a
+container that ended while corral was down, a labelled container no record
+knows, and an unreachable engine.
+
+Needs the engine and the ``corral-test-busybox`` image from ``.ci/docker.sh``;
+without them the tests skip (and fail when ``CI`` is set). Every container a
+test creates carries a ``corral.test=<uuid>`` label; teardown kills the
+corral processes first and then removes every container with the label.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import grpc
+import pytest
+
+from corral.core.model import EventType
+from corral.runtimes.docker import LABEL_INSTANCE, LABEL_MANAGED, LABEL_NAME
+from corral.v1 import container_pb2, event_pb2, operator_pb2, operator_pb2_grpc
+from tests.docker_env import (
+    IMAGE,
+    FakeEngineOutage,
+    container_exists,
+    docker_problem,
+    eventually,
+    remove_containers,
+    skip_or_fail,
+)
+from tests.harness import CorralProcess, ServerFactory
+
+pytestmark = pytest.mark.docker
+
+C = container_pb2
+State = container_pb2.ContainerState
+
+TEST_LABEL = "corral.test"
+SLEEP = "trap 'exit 0' TERM; sleep 300 & wait"
+QUITS_ON_USR1 = "trap 'exit 7' USR1; trap 'exit 0' TERM; sleep 300 & wait"
+"""Exits with code 7 when sent SIGUSR1: an end with a real exit code that
+someone outside corral can cause at a chosen moment."""
+
+
+@dataclasses.dataclass
+class DockerFleet:
+    """A docker fleet file for this test, and the corral processes serving it."""
+
+    docker: aiodocker.Docker
+    tmp_path: Path
+    addresses: set[str]
+    label: str
+    processes: list[CorralProcess] = dataclasses.field(default_factory=list)
+
+    def fleet(self, **members: str) -> str:
+        """A docker fleet file with :func:`member_tables`."""
+        operator = '[operator]\nruntime = "docker"\nreconcile_interval = "0s"\n\n'
+        return operator + member_tables(self.label, **members)
+
+    def serve(self, fleet: str) -> CorralProcess:
+        """Starts ``corral serve`` on ``fleet`` (same data dir every time)."""
+        config = self.tmp_path / "fleet.toml"
+        config.write_text(fleet)
+        process = CorralProcess(config, self.tmp_path / "data", self.addresses)
+        self.processes.append(process)
+        process.start()
+        return process
+
+    async def containers(self, name: str) -> list[dict[str, Any]]:
+        """This test's containers of corral container ``name``, running or not."""
+        filters = json.dumps(
+            {"label": [f"{LABEL_NAME}={name}", f"{TEST_LABEL}={self.label}"]}
+        )
+        listed = await self.docker.containers.list(all=True, filters=filters)
+        return [await container.show() for container in listed]
+
+    async def inspect(self, container_id: str) -> dict[str, Any]:
+        return await self.docker.containers.container(container_id).show()
+
+
+def member_tables(label: str, **members: str) -> str:
+    """``[[containers]]`` tables, one restarted-at-once member per ``name=cmd``,
+    each running ``sh -c cmd`` in the test image and labelled ``label``."""
+    tables = []
+    for name, cmd in members.items():
+        tables += [
+            "[[containers]]",
+            f"name = {json.dumps(name)}",
+            f"image = {json.dumps(IMAGE)}",
+            f"command = {json.dumps(['sh', '-c', cmd])}",
+            f"labels = {{ {json.dumps(TEST_LABEL)} = {json.dumps(label)} }}",
+            'restart_policy.backoff = { initial = "0s", max = "1s" }',
+            "",
+        ]
+    return "\n".join(tables)
+
+
+@pytest.fixture
+async def docker_fleet(
+    tmp_path: Path, workload_addresses: set[str]
+) -> AsyncIterator[DockerFleet]:
+    problem = await docker_problem()
+    if problem is not None:
+        skip_or_fail(problem)
+    async with aiodocker.Docker() as docker:
+        fleet = DockerFleet(docker, tmp_path, workload_addresses, uuid.uuid4().hex)
+        try:
+            yield fleet
+        finally:
+            # corral first: a live operator would replace what we remove.
+            for process in fleet.processes:
+                process.kill()
+            await remove_containers(docker, f"{TEST_LABEL}={fleet.label}")
+
+
+@contextlib.asynccontextmanager
+async def operator_stub(
+    address: str,
+) -> AsyncIterator[operator_pb2_grpc.OperatorServiceStub]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield operator_pb2_grpc.OperatorServiceStub(channel)
+
+
+async def get(stub: operator_pb2_grpc.OperatorServiceStub, name: str) -> C.Container:
+    reply = await stub.GetContainer(operator_pb2.GetContainerRequest(name=name))
+    return reply.container
+
+
+async def events_about(
+    stub: operator_pb2_grpc.OperatorServiceStub, name: str
+) -> list[Any]:
+    reply = await stub.ListEvents(
+        operator_pb2.ListEventsRequest(names=[name], page_size=1000)
+    )
+    return list(reply.events)
+
+
+async def test_sigkilled_corral_adopts_running_containers_and_settles_ended_ones(
+    docker_fleet: DockerFleet,
+) -> None:
+    fleet = docker_fleet.fleet(steady=SLEEP, quitter=QUITS_ON_USR1)
+    first = docker_fleet.serve(fleet)
+    async with operator_stub(first.address) as stub:
+
+        async def both_running() -> bool:
+            states = [(await get(stub, n)).state for n in ("steady", "quitter")]
+            return states == [State.CONTAINER_STATE_RUNNING] * 2
+
+        await eventually(both_running, "both members run")
+        steady = await get(stub, "steady")
+        quitter = await get(stub, "quitter")
+
+    # corral dies without a word; meanwhile one workload exits with code 7.
+    first.kill()
+    await docker_fleet.docker.containers.container(quitter.runtime_id).kill(
+        signal="SIGUSR1"
+    )
+
+    async def quitter_ended() -> bool:
+        state = (await docker_fleet.inspect(quitter.runtime_id))["State"]
+        return not state["Running"]
+
+    await eventually(quitter_ended, "the quitter ends while corral is down")
+    assert (await docker_fleet.inspect(quitter.runtime_id))["State"]["ExitCode"] == 7
+
+    second = docker_fleet.serve(fleet)
+    async with operator_stub(second.address) as stub:
+        # The running one is adopted: same instance, same container, no copy.
+        adopted = await get(stub, "steady")
+        assert adopted.state == State.CONTAINER_STATE_RUNNING
+        assert adopted.instance_id == steady.instance_id
+        assert adopted.runtime_id == steady.runtime_id
+        assert adopted.restart_count == 0
+        types = [e.type for e in await events_about(stub, "steady")]
+        assert types.count(event_pb2.EventType.Value("EVENT_TYPE_ADOPTED")) == 1
+        steady_containers = await docker_fleet.containers("steady")
+        assert [c["Id"] for c in steady_containers] == [steady.runtime_id]
+
+        # The ended one is handled by its policy (on_failure), with its real
+        # exit code, and replaced by exactly one new container.
+        async def quitter_replaced() -> C.Container | None:
+            current = await get(stub, "quitter")
+            running = current.state == State.CONTAINER_STATE_RUNNING
+            new = current.instance_id != quitter.instance_id
+            return current if running and new else None
+
+        await eventually(quitter_replaced, "the quitter is restarted")
+        replaced = await get(stub, "quitter")
+        crash = replaced.crash_history[-1]
+        assert crash.reason == C.ExitReason.EXIT_REASON_EXITED, crash
+        assert crash.exit_code == 7
+        assert crash.instance_id == quitter.instance_id
+        assert replaced.restart_count == 1
+        quitter_containers = await docker_fleet.containers("quitter")
+        assert [c["Id"] for c in quitter_containers] == [replaced.runtime_id]
+        assert quitter_containers[0]["Config"]["Labels"][LABEL_INSTANCE] == (
+            replaced.instance_id
+        )
+
+
+async def test_a_labelled_container_no_record_knows_is_reported_and_removed(
+    docker_fleet: DockerFleet,
+) -> None:
+    stray_instance = uuid.uuid4().hex
+    stray = await docker_fleet.docker.containers.create(
+        {
+            "Image": IMAGE,
+            "Cmd": ["sh", "-c", SLEEP],
+            "Labels": {
+                LABEL_MANAGED: "true",
+                LABEL_NAME: "stray",
+                LABEL_INSTANCE: stray_instance,
+                TEST_LABEL: docker_fleet.label,
+            },
+        },
+        name=f"corral-stray-{stray_instance[:12]}",
+    )
+    await stray.start()
+
+    process = docker_fleet.serve(docker_fleet.fleet(steady=SLEEP))
+
+    async def stray_gone() -> bool:
+        return not await container_exists(docker_fleet.docker, stray.id)
+
+    await eventually(stray_gone, "the unknown container is removed")
+    async with operator_stub(process.address) as stub:
+        events = await events_about(stub, "stray")
+        assert len(events) == 1, events
+        assert events[0].instance_id == stray_instance
+        assert stray.id[:12] in events[0].message
+        # The fleet's own member is untouched.
+        steady = await get(stub, "steady")
+        assert steady.state == State.CONTAINER_STATE_RUNNING
+        assert len(await docker_fleet.containers("steady")) == 1
+
+
+async def test_an_unreachable_engine_leaves_corral_serving_and_recovers(
+    servers: ServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problem = await docker_problem()
+    if problem is not None:
+        skip_or_fail(problem)
+    label = uuid.uuid4().hex
+    outage = FakeEngineOutage(tmp_path / "engine.sock")
+    await outage.come_back()
+    monkeypatch.setenv("DOCKER_HOST", outage.url)
+    fleet = member_tables(label, steady=SLEEP, quitter=QUITS_ON_USR1)
+
+    async with aiodocker.Docker(url="unix:///var/run/docker.sock") as docker:
+        try:
+            h = await servers.start(fleet, runtime="docker", reconcile_interval="0s")
+            steady = await h.get("steady")
+            quitter = await h.get("quitter")
+            assert steady.state == quitter.state == State.CONTAINER_STATE_RUNNING
+
+            # The engine goes away: corral serves on and says it cannot tell.
+            await outage.go_down()
+            await h.wait_event("steady", EventType.UNKNOWN, timeout=30)
+            await h.wait_event("quitter", EventType.UNKNOWN, after=0, timeout=30)
+            assert (await h.get("steady")).state == State.CONTAINER_STATE_UNKNOWN
+            await docker.containers.container(quitter.runtime_id).kill(signal="SIGUSR1")
+
+            # It returns: the live one is kept, the dead one handled once.
+            await outage.come_back()
+
+            async def recovered() -> bool:
+                s, q = await h.get("steady"), await h.get("quitter")
+                return (
+                    s.state == State.CONTAINER_STATE_RUNNING
+                    and q.state == State.CONTAINER_STATE_RUNNING
+                    and q.instance_id != quitter.instance_id
+                )
+
+            await eventually(recovered, "both run again", timeout=30)
+            again = await h.get("steady")
+            assert (again.instance_id, again.runtime_id) == (
+                steady.instance_id,
+                steady.runtime_id,
+            )
+            replaced = await h.get("quitter")
+            assert [c.exit_code for c in replaced.crash_history] == [7]
+            for name in ("steady", "quitter"):
+                filters = json.dumps(
+                    {"label": [f"{LABEL_NAME}={name}", f"{TEST_LABEL}={label}"]}
+                )
+                listed = await docker.containers.list(all=True, filters=filters)
+                assert len(listed) == 1, (name, [c.id for c in listed])
+        finally:
+            await servers.close()
+            await outage.go_down()
+            await remove_containers(docker, f"{TEST_LABEL}={label}")
