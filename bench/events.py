@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.common import corral, percentile
 from corral.v1 import lifecycle_pb2, lifecycle_pb2_grpc, operator_pb2, operator_pb2_grpc
@@ -31,6 +32,7 @@ class EventResult:
     reports: int
     callers: int
     reports_per_s: float
+    ceiling_per_s: float
     subscribers: int
     rate: int
     delivered_per_s: float
@@ -71,20 +73,24 @@ def report_request(env: dict[str, str]) -> lifecycle_pb2.ReportEventRequest:
 
 
 async def _report_calls(
-    address: str, env: dict[str, str], count: int, callers: int
+    address: str, env: dict[str, str], count: int, callers: int, health: bool
 ) -> None:
-    """``count`` reports from ``callers`` concurrent callers."""
+    """``count`` reports (or health checks) from ``callers`` concurrent callers."""
     metadata = (("authorization", f"Bearer {env['CORRAL_TOKEN']}"),)
     channels = [grpc.aio.insecure_channel(address) for _ in range(4)]
     stubs = [lifecycle_pb2_grpc.LifecycleServiceStub(c) for c in channels]
+    checks = [health_pb2_grpc.HealthStub(c) for c in channels]
     remaining = count
 
     async def caller(index: int) -> None:
         nonlocal remaining
-        stub = stubs[index % len(stubs)]
+        stub, check = stubs[index % len(stubs)], checks[index % len(checks)]
         while remaining > 0:
             remaining -= 1
-            await stub.ReportEvent(report_request(env), metadata=metadata)
+            if health:
+                await check.Check(health_pb2.HealthCheckRequest())
+            else:
+                await stub.ReportEvent(report_request(env), metadata=metadata)
 
     await asyncio.gather(*(caller(i) for i in range(callers)))
     for channel in channels:
@@ -92,15 +98,26 @@ async def _report_calls(
 
 
 def _report_process(
-    address: str, env: dict[str, str], count: int, callers: int, go: Any, ready: Any
+    address: str,
+    env: dict[str, str],
+    count: int,
+    callers: int,
+    health: bool,
+    go: Any,
+    ready: Any,
 ) -> None:
     ready.release()
     go.wait()
-    asyncio.run(_report_calls(address, env, count, callers))
+    asyncio.run(_report_calls(address, env, count, callers, health))
 
 
 def report_throughput(
-    address: str, env: dict[str, str], count: int, callers: int, processes: int = 4
+    address: str,
+    env: dict[str, str],
+    count: int,
+    callers: int,
+    processes: int = 4,
+    health: bool = False,
 ) -> float:
     """Durable reports per second with ``callers`` calls in flight at all
     times, spread over a few client processes, as reports come from many
@@ -111,7 +128,7 @@ def report_throughput(
     workers = [
         context.Process(
             target=_report_process,
-            args=(address, env, count // processes, per_process, go, ready),
+            args=(address, env, count // processes, per_process, health, go, ready),
         )
         for _ in range(processes)
     ]
@@ -207,6 +224,9 @@ def measure(
                 per_s = await asyncio.to_thread(
                     report_throughput, server.address, env, reports, callers
                 )
+                ceiling = await asyncio.to_thread(
+                    report_throughput, server.address, env, reports, callers, 4, True
+                )
                 delivered, lags = await watch_lag(
                     server.address, env, subscribers, rate, seconds
                 )
@@ -214,6 +234,7 @@ def measure(
                     reports=reports,
                     callers=callers,
                     reports_per_s=per_s,
+                    ceiling_per_s=ceiling,
                     subscribers=subscribers,
                     rate=rate,
                     delivered_per_s=delivered,

@@ -89,14 +89,6 @@ class CorralServer:
     ) -> None:
         self.config = config
         settings = config.operator
-        self.store = (
-            Store(settings.database_url)
-            if settings.database_url
-            else Store.for_data_dir(settings.data_dir)
-        )
-        self.operator = Operator(
-            settings=settings,
-            members=config.containers,
         operator_environ = dict(os.environ if environ is None else environ)
         # Refuse an open operator beyond loopback and bad TLS files before
         # touching the database. API tokens are kept as digests only, and
@@ -106,6 +98,14 @@ class CorralServer:
         self._tls = tls.server_credentials(settings)
         for variable in auth.TOKEN_VARIABLES:
             operator_environ.pop(variable, None)
+        self.store = (
+            Store(settings.database_url)
+            if settings.database_url
+            else Store.for_data_dir(settings.data_dir)
+        )
+        self.operator = Operator(
+            settings=settings,
+            members=config.containers,
             store=self.store,
             runtime_factory=runtime_factory or default_runtime_factory(config),
             advertise_addr=settings.listen,
@@ -113,6 +113,12 @@ class CorralServer:
             environ=operator_environ,
         )
         self._server = grpc.aio.server(
+            interceptors=[
+                auth.AuthInterceptor(
+                    self.credentials,
+                    max_watchers_per_token=settings.max_watchers_per_token,
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -121,12 +127,6 @@ class CorralServer:
         )
         self._health = health_aio.HealthServicer()
         self._heartbeat = (
-            interceptors=[
-                auth.AuthInterceptor(
-                    self.credentials,
-                    max_watchers_per_token=settings.max_watchers_per_token,
-                )
-            ],
             settings.heartbeat_interval.total_seconds()
             if heartbeat_interval is None
             else heartbeat_interval

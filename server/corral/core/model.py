@@ -79,6 +79,7 @@ class EventType(enum.StrEnum):
     REPORTED = "REPORTED"
     CRASH_LOOP_REARMED = "CRASH_LOOP_REARMED"
     UNKNOWN = "UNKNOWN"
+    ORPHAN_REMOVED = "ORPHAN_REMOVED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ Concurrency rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -64,6 +65,7 @@ from corral.runtimes.base import (
     ExitCallback,
     LaunchRequest,
     Runtime,
+    RuntimeHandle,
     RuntimeUnavailableError,
     WorkloadStartError,
 )
@@ -79,8 +81,25 @@ _CACHE_LIMIT = 100_000
 """Entries kept in each in-memory lookup cache before it starts over."""
 
 _ACTIVE_STATES = frozenset(
-    {ContainerState.STARTING, ContainerState.RUNNING, ContainerState.STOPPING}
+    {
+        ContainerState.STARTING,
+        ContainerState.RUNNING,
+        ContainerState.STOPPING,
+        # Unknown might be running: never start a second copy of it.
+        ContainerState.UNKNOWN,
+    }
 )
+
+_START_CONCURRENCY = 32
+"""Starts a reconciliation pass keeps in flight at once (a Docker start takes
+a quarter of a second; local processes start in well under a millisecond)."""
+
+_AVAILABILITY_CHECK = 1.0
+"""Seconds between looks at the runtime's reachability (a flag the runtime
+keeps from its event stream; looking costs nothing)."""
+
+_UNAVAILABLE_RETRY = timedelta(seconds=1)
+"""Shortest wait before retrying a start the runtime was unreachable for."""
 
 
 @dataclasses.dataclass
@@ -199,6 +218,8 @@ class Operator:
         for record in list(self._records.values()):
             await self._recover(record)
 
+        await self._remove_orphans()
+
         # Members whose spec changed while corral was down get a new instance.
         for name in replace:
             await self.start(name)
@@ -206,6 +227,9 @@ class Operator:
         await self.reconcile()
         self._tasks.append(
             spawn(self._retention_loop(), name="event-retention", forever=True)
+        )
+        self._tasks.append(
+            spawn(self._watch_availability(), name="runtime-availability", forever=True)
         )
         if self.settings.reconcile_interval > timedelta(0):
             self._tasks.append(
@@ -263,12 +287,16 @@ class Operator:
     async def _recover(self, record: ContainerRecord) -> None:
         now = self._clock.now()
         if record.state in _ACTIVE_STATES and record.instance_id:
-            handle = await self._runtime.adopt(
-                record.name,
-                record.instance_id,
-                record.runtime_id,
-                record.runtime_identity,
-            )
+            try:
+                handle = await self._runtime.adopt(
+                    record.name,
+                    record.instance_id,
+                    record.runtime_id,
+                    record.runtime_identity,
+                )
+            except RuntimeUnavailableError as error:
+                self._mark_unknown(record, str(error))
+                return
             if handle is not None:
                 adopted = dataclasses.replace(
                     record,
@@ -282,11 +310,12 @@ class Operator:
                 if record.desired_state is DesiredState.STOPPED:
                     await self.stop(record.name)
                 return
-            gone = ExitInfo(
+            # Ended while nobody watched: its real exit if the runtime kept it.
+            gone = self._runtime.last_exit(record.instance_id) or ExitInfo(
                 reason=ExitReason.UNKNOWN,
                 time=now,
                 instance_id=record.instance_id,
-                message="the workload ended while corral was not running",
+                message="the workload ended while corral was not watching it",
             )
             self._observe_exit(record.name, record.instance_id, gone)
             return
@@ -297,6 +326,105 @@ class Operator:
             self._schedule_restart(record.name, max(0.0, (due - now).total_seconds()))
         elif record.state is ContainerState.CRASH_LOOP:
             self._schedule_rearm(record)
+
+    def _mark_unknown(self, record: ContainerRecord, why: str) -> None:
+        """Records that the runtime cannot tell whether ``record`` runs."""
+        if record.state is ContainerState.UNKNOWN:
+            return
+        now = self._clock.now()
+        unknown = dataclasses.replace(
+            record, state=ContainerState.UNKNOWN, ready=False, update_time=now
+        )
+        message = (
+            f"the runtime is unreachable ({why}); corral re-checks when it returns"
+        )
+        self._commit(
+            [unknown], [event_for(unknown, EventType.UNKNOWN, now, message=message)]
+        )
+        logger.warning(
+            "container state unknown", extra={"container": record.name, "error": why}
+        )
+
+    async def _watch_availability(self) -> None:
+        """Follows the runtime's reachability: while it is away the running
+        containers are unknown; when it is back they are settled again."""
+        was_available = self._runtime.available
+        while True:
+            await asyncio.sleep(_AVAILABILITY_CHECK)
+            available = self._runtime.available
+            if available == was_available:
+                continue
+            was_available = available
+            if not available:
+                for record in list(self._records.values()):
+                    if record.state in (
+                        ContainerState.RUNNING,
+                        ContainerState.STARTING,
+                    ):
+                        self._mark_unknown(record, "lost the connection")
+                continue
+            for name in [
+                r.name
+                for r in self._records.values()
+                if r.state is ContainerState.UNKNOWN
+            ]:
+                async with self._lock(name):
+                    current = self._records.get(name)
+                    if current is not None and current.state is ContainerState.UNKNOWN:
+                        await self._settle_unknown(current)
+
+    async def _settle_unknown(self, record: ContainerRecord) -> None:
+        """A container whose state was unknown, once the runtime is back."""
+        if self._runtime.is_running(record.name, record.instance_id):
+            now = self._clock.now()
+            back = dataclasses.replace(
+                record, state=ContainerState.RUNNING, update_time=now
+            )
+            message = "the runtime is reachable again"
+            self._commit(
+                [back], [event_for(back, EventType.RUNNING, now, message=message)]
+            )
+            if back.desired_state is DesiredState.STOPPED:
+                await self._stop_instance(back, ExitReason.STOPPED_BY_OPERATOR)
+            return
+        await self._recover(record)
+
+    async def _remove_orphans(self) -> None:
+        """Removes workloads of corral's that no record knows (reported as
+        events): an operator that died between starting one and recording
+        it must not leave a second copy running."""
+        known = {r.instance_id for r in self._records.values() if r.instance_id}
+        try:
+            orphans = await self._runtime.orphans(known)
+        except RuntimeUnavailableError as error:
+            logger.warning("cannot list orphans", extra={"error": str(error)})
+            return
+        for orphan in orphans:
+            try:
+                await self._runtime.remove(orphan.runtime_id)
+            except RuntimeUnavailableError as error:
+                logger.warning(
+                    "cannot remove an orphan",
+                    extra={"runtime_id": orphan.runtime_id, "error": str(error)},
+                )
+                continue
+            now = self._clock.now()
+            event = Event(
+                type=EventType.ORPHAN_REMOVED,
+                name=orphan.name,
+                time=now,
+                state=ContainerState.UNKNOWN,
+                instance_id=orphan.instance_id,
+                message=(
+                    f"removed {orphan.runtime_id}, a workload of instance "
+                    f"{orphan.instance_id} that no record knows"
+                ),
+            )
+            self._commit([], [event])
+            logger.warning(
+                "removed an orphan",
+                extra={"container": orphan.name, "runtime_id": orphan.runtime_id},
+            )
 
     # -- queries -------------------------------------------------------------
 
@@ -507,17 +635,32 @@ class Operator:
     async def reconcile(self) -> ReconcileResult:
         """One pass over the min replica set (rule 7 of the design)."""
         result = ReconcileResult()
+        to_start: list[str] = []
         for name in list(self._members):
             if self._closing:
                 break
-            await self._reconcile_one(name, result)
+            if await self._reconcile_one(name, result):
+                to_start.append(name)
+
+        # Start what needs starting together: one commit for all the new
+        # instances, the runtime's starts side by side, one commit after.
+        await self._launch_many(to_start)
+        for name in to_start:
+            record = self._records.get(name)
+            if record is not None and self._is_active(record):
+                result.started.append(name)
+            elif record is not None:
+                last = record.last_exit
+                message = last.message if last else "start failed"
+                result.failed.append((name, "START_FAILED", message))
         return result
 
-    async def _reconcile_one(self, name: str, result: ReconcileResult) -> None:
+    async def _reconcile_one(self, name: str, result: ReconcileResult) -> bool:
+        """Classifies one member; True when it should be started."""
         async with self._lock(name):
             record = self._records.get(name)
             if record is None:
-                return
+                return False
 
             # Drift: recorded as running, but the workload is gone.
             if record.state is ContainerState.RUNNING and not self._runtime.is_running(
@@ -535,40 +678,32 @@ class Operator:
                 )
                 record = self._records[name]
 
-            if record.desired_state is DesiredState.STOPPED:
+            if record.desired_state is DesiredState.STOPPED or (
+                record.state is ContainerState.UNKNOWN
+            ):
                 result.skipped.append(name)
-                return
+                return False
             if self._is_active(record):
                 result.already_running += 1
-                return
+                return False
             if name in self._timers:
                 result.skipped.append(name)
-                return
+                return False
 
             status = self.crash_loop(record)
             if status.active:
                 error = _crash_loop_error(record, status)
                 result.failed.append((name, error.reason, error.message))
-                return
+                return False
             if record.state is ContainerState.CRASH_LOOP:
                 self._rearm(record)
-                record = self._records[name]
             elif record.state in (
                 ContainerState.EXITED,
                 ContainerState.FAILED,
             ) and not self._restarts_after(record):
                 result.skipped.append(name)
-                return
-
-            await self._launch(name)
-            record = self._records[name]
-            if self._is_active(record):
-                result.started.append(name)
-            else:
-                last = record.last_exit
-                result.failed.append(
-                    (name, "START_FAILED", last.message if last else "start failed")
-                )
+                return False
+            return True
 
     async def report(
         self,
@@ -830,8 +965,100 @@ class Operator:
         )
         return starting, instance, token
 
+    async def _launch_many(self, names: Sequence[str]) -> None:
+        """Starts new instances of ``names`` as one batch (reconciliation)."""
+        if not names or self._closing:
+            return
+        async with contextlib.AsyncExitStack() as locks:
+            for name in names:
+                await locks.enter_async_context(self._lock(name))
+
+            # Record every new instance first, in one commit.
+            now = self._clock.now()
+            starting: list[ContainerRecord] = []
+            instances: list[InstanceRow] = []
+            tokens: list[tuple[str, str, str]] = []
+            for name in names:
+                record = self._records.get(name)
+                if (
+                    record is None
+                    or record.desired_state is not DesiredState.RUNNING
+                    or self._is_active(record)
+                    or name in self._timers
+                ):
+                    continue
+                prepared, instance, token = self._prepare_instance(record, now)
+                starting.append(prepared)
+                instances.append(instance)
+                tokens.append((name, prepared.instance_id, token))
+            self._commit(
+                starting,
+                [event_for(r, EventType.STARTING, now) for r in starting],
+                instances=instances,
+            )
+
+            # Start them side by side, a bounded number at a time.
+            gate = asyncio.Semaphore(_START_CONCURRENCY)
+
+            async def run(
+                name: str, instance_id: str, token: str
+            ) -> RuntimeHandle | None:
+                async with gate:
+                    return await self._run_instance(name, instance_id, token)
+
+            handles = await asyncio.gather(*(run(*entry) for entry in tokens))
+
+            # Record them running in one commit; skip any that ended already.
+            running = []
+            for (name, instance_id, _), handle in zip(tokens, handles, strict=True):
+                if handle is None:
+                    continue
+                record = self._running_record(name, instance_id, handle)
+                if record is not None:
+                    running.append(record)
+            self._commit(
+                running,
+                [event_for(r, EventType.RUNNING, r.update_time) for r in running],
+            )
+
+    def _running_record(
+        self, name: str, instance_id: str, handle: RuntimeHandle
+    ) -> ContainerRecord | None:
+        """The current record marked running, or None when the instance
+        already ended or was replaced. Built from the record as it is now,
+        so a report that arrived during the start is kept."""
+        if instance_id in self._ended:
+            self._ended.discard(instance_id)
+            return None
+        current = self._records.get(name)
+        if current is None or current.instance_id != instance_id:
+            return None
+        return dataclasses.replace(
+            current,
+            state=ContainerState.RUNNING,
+            runtime_id=handle.runtime_id,
+            runtime_identity=handle.identity,
+            started_at=handle.started_at,
+            update_time=self._clock.now(),
+        )
+
     async def _start_instance(self, name: str, instance_id: str, token: str) -> None:
-        """Hands a prepared instance to the runtime; the caller holds the lock."""
+        """Hands a prepared instance to the runtime and records it running;
+        the caller holds the lock."""
+        handle = await self._run_instance(name, instance_id, token)
+        if handle is None:
+            return
+        running = self._running_record(name, instance_id, handle)
+        if running is not None:
+            self._commit(
+                [running], [event_for(running, EventType.RUNNING, running.update_time)]
+            )
+
+    async def _run_instance(
+        self, name: str, instance_id: str, token: str
+    ) -> RuntimeHandle | None:
+        """Hands a prepared instance to the runtime; returns its handle, or
+        None when it did not start (that is recorded already)."""
         record = self._records[name]
         try:
             env = build_environment(
@@ -849,18 +1076,12 @@ class Operator:
                     name=name, instance_id=instance_id, spec=record.spec, env=env
                 )
             )
-        except (
-            WorkloadStartError,
-            MissingSecretError,
-            RuntimeUnavailableError,
-        ) as error:
-            reason = (
-                ExitReason.UNKNOWN
-                if isinstance(error, RuntimeUnavailableError)
-                else ExitReason.FAILED_TO_START
-            )
+        except RuntimeUnavailableError as error:
+            self._defer_start(name, instance_id, str(error))
+            return None
+        except (WorkloadStartError, MissingSecretError) as error:
             failed = ExitInfo(
-                reason=reason,
+                reason=ExitReason.FAILED_TO_START,
                 time=self._clock.now(),
                 instance_id=instance_id,
                 message=str(error),
@@ -870,26 +1091,8 @@ class Operator:
                 extra={"container": name, "instance": instance_id, "error": str(error)},
             )
             self._observe_exit(name, instance_id, failed)
-            return
+            return None
 
-        # The exit may already have been observed (a very short-lived workload).
-        if instance_id in self._ended:
-            self._ended.discard(instance_id)
-            return
-        current = self._records.get(name)
-        if current is None or current.instance_id != instance_id:
-            return
-        running = dataclasses.replace(
-            current,
-            state=ContainerState.RUNNING,
-            runtime_id=handle.runtime_id,
-            runtime_identity=handle.identity,
-            started_at=handle.started_at,
-            update_time=self._clock.now(),
-        )
-        self._commit(
-            [running], [event_for(running, EventType.RUNNING, running.update_time)]
-        )
         logger.info(
             "container started",
             extra={
@@ -898,6 +1101,37 @@ class Operator:
                 "runtime_id": handle.runtime_id,
             },
         )
+        return handle
+
+    def _defer_start(self, name: str, instance_id: str, why: str) -> None:
+        """The runtime could not be reached to start an instance: no crash,
+        just another try after the backoff delay."""
+        record = self._records.get(name)
+        if record is None or record.instance_id != instance_id:
+            return
+        self._ended.add(instance_id)
+        now = self._clock.now()
+        backoff = record.spec.restart_policy.backoff
+        attempt = self._attempts.get(name, -1) + 1
+        self._attempts[name] = attempt
+        delay = policy.backoff_delay(backoff, attempt, self._rand())
+        delay = max(delay, _UNAVAILABLE_RETRY)
+        waiting = dataclasses.replace(
+            record,
+            state=ContainerState.BACKOFF,
+            runtime_id="",
+            next_restart_time=now + delay,
+            update_time=now,
+        )
+        message = (
+            f"the runtime is unreachable ({why}); retrying in "
+            f"{specs.format_duration(delay)}"
+        )
+        self._commit(
+            [waiting], [event_for(waiting, EventType.BACKOFF, now, message=message)]
+        )
+        self._forget_instance(instance_id)
+        self._schedule_restart(name, delay.total_seconds())
 
     async def _stop_instance(
         self,
@@ -912,12 +1146,20 @@ class Operator:
         grace = (
             grace_period if grace_period is not None else record.spec.stop_grace_period
         )
-        await self._runtime.stop(
-            record.name,
-            record.instance_id,
-            specs.signal_number(record.spec.stop_signal),
-            grace.total_seconds(),
-        )
+        try:
+            await self._runtime.stop(
+                record.name,
+                record.instance_id,
+                specs.signal_number(record.spec.stop_signal),
+                grace.total_seconds(),
+            )
+        except RuntimeUnavailableError as error:
+            # The intent is stored; the stop completes when the runtime is back.
+            raise UnavailableError(
+                f"the runtime is unreachable ({error}); the stop of "
+                f"{record.name!r} is recorded and is carried out when it returns",
+                resource_name=record.name,
+            ) from error
         # A runtime that lost the instance without an exit still settles it.
         current = self._records.get(record.name)
         if (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from corral.core.model import ContainerSpec, ExitInfo
 
@@ -48,6 +48,15 @@ class RuntimeHandle:
     """Opaque text the runtime uses to recognise this exact instance later,
     persisted by the operator and handed back to :meth:`Runtime.adopt`."""
     started_at: datetime
+
+
+class Orphan(NamedTuple):
+    """A workload labelled as corral's whose instance no record knows."""
+
+    runtime_id: str
+    name: str
+    """The container name it was started for."""
+    instance_id: str
 
 
 class ExitCallback(Protocol):
@@ -89,6 +98,25 @@ class Runtime(Protocol):
 
     def is_running(self, name: str, instance_id: str) -> bool:
         """True while the runtime watches a live instance with that id."""
+        ...
+
+    @property
+    def available(self) -> bool:
+        """False while the runtime cannot be reached (an engine outage)."""
+        ...
+
+    def last_exit(self, instance_id: str) -> ExitInfo | None:
+        """How an instance that :meth:`adopt` found ended really ended, when
+        the runtime can tell; None otherwise."""
+        ...
+
+    async def orphans(self, known_instances: set[str]) -> list[Orphan]:
+        """Workloads of corral's that no record knows (started by an
+        operator that died before recording them)."""
+        ...
+
+    async def remove(self, runtime_id: str) -> None:
+        """Kills and removes one orphan; one already gone is not an error."""
         ...
 
     async def close(self) -> None:

@@ -56,6 +56,7 @@ from corral.core.model import ExitInfo, ExitReason
 from corral.runtimes.base import (
     ExitCallback,
     LaunchRequest,
+    Orphan,
     RuntimeHandle,
     RuntimeUnavailableError,
     WorkloadStartError,
@@ -332,6 +333,26 @@ class ProcessRuntime:
     def is_running(self, name: str, instance_id: str) -> bool:
         """True while the runtime watches a live instance with that id."""
         return (name, instance_id) in self._watches
+
+    @property
+    def available(self) -> bool:
+        """Local processes are always reachable."""
+        return True
+
+    def last_exit(self, instance_id: str) -> ExitInfo | None:
+        """Always None: the exit status of a process that ended while it was
+        not our child (corral was down) cannot be known."""
+        return None
+
+    async def orphans(self, known_instances: set[str]) -> list[Orphan]:
+        """Always empty: the operator records every instance before starting
+        it, so a process it started is always known by its instance id."""
+        return []
+
+    async def remove(self, runtime_id: str) -> None:
+        """Kills the process group of ``runtime_id``; gone is not an error."""
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(runtime_id), SIGKILL)
 
     async def close(self) -> None:
         """Stops watching and rotating. The workloads keep running."""

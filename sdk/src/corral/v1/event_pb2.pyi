@@ -61,6 +61,8 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """The crash-loop breaker re-armed because the window slid past."""
     EVENT_TYPE_UNKNOWN: _EventType.ValueType  # 17
     """The runtime cannot tell the container's state."""
+    EVENT_TYPE_ORPHAN_REMOVED: _EventType.ValueType  # 18
+    """A workload of corral's that no record knows was found and removed."""
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """EventType names a lifecycle change."""
@@ -101,6 +103,8 @@ EVENT_TYPE_CRASH_LOOP_REARMED: EventType.ValueType  # 16
 """The crash-loop breaker re-armed because the window slid past."""
 EVENT_TYPE_UNKNOWN: EventType.ValueType  # 17
 """The runtime cannot tell the container's state."""
+EVENT_TYPE_ORPHAN_REMOVED: EventType.ValueType  # 18
+"""A workload of corral's that no record knows was found and removed."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
