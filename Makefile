@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/ruff format --check server sdk/src tests bench examples tools
 
 typecheck: install
-	$(BIN)/mypy server/corral sdk/src/corral/sdk
+	$(BIN)/mypy server/corral sdk/src/corral/sdk bench
 
 buf: install
 	tools/buf_check.sh

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import multiprocessing
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,17 +26,24 @@ ENV_DUMP = (
 
 
 @dataclasses.dataclass
+class LagResult:
+    subscribers: int
+    rate: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclasses.dataclass
 class EventResult:
     reports: int
     callers: int
     reports_per_s: float
     ceiling_per_s: float
     subscribers: int
-    rate: int
+    fanout_events: int
     delivered_per_s: float
-    lag_p50_ms: float
-    lag_p99_ms: float
-    lag_max_ms: float
+    lags: list[LagResult]
 
 
 def fleet(env_file: Path) -> str:
@@ -72,148 +77,130 @@ def report_request(env: dict[str, str]) -> lifecycle_pb2.ReportEventRequest:
     )
 
 
-async def _report_calls(
-    address: str, env: dict[str, str], count: int, callers: int, health: bool
-) -> None:
-    """``count`` reports (or health checks) from ``callers`` concurrent callers."""
-    metadata = (("authorization", f"Bearer {env['CORRAL_TOKEN']}"),)
-    channels = [grpc.aio.insecure_channel(address) for _ in range(4)]
-    stubs = [lifecycle_pb2_grpc.LifecycleServiceStub(c) for c in channels]
-    checks = [health_pb2_grpc.HealthStub(c) for c in channels]
-    remaining = count
-
-    async def caller(index: int) -> None:
-        nonlocal remaining
-        stub, check = stubs[index % len(stubs)], checks[index % len(checks)]
-        while remaining > 0:
-            remaining -= 1
-            if health:
-                await check.Check(health_pb2.HealthCheckRequest())
-            else:
-                await stub.ReportEvent(report_request(env), metadata=metadata)
-
-    await asyncio.gather(*(caller(i) for i in range(callers)))
-    for channel in channels:
-        await channel.close()
-
-
-def _report_process(
-    address: str,
-    env: dict[str, str],
-    count: int,
-    callers: int,
-    health: bool,
-    go: Any,
-    ready: Any,
-) -> None:
-    ready.release()
-    go.wait()
-    asyncio.run(_report_calls(address, env, count, callers, health))
-
-
-def report_throughput(
-    address: str,
-    env: dict[str, str],
-    count: int,
-    callers: int,
-    processes: int = 4,
-    health: bool = False,
+async def report_throughput(
+    address: str, env: dict[str, str], count: int, callers: int, health: bool = False
 ) -> float:
-    """Durable reports per second with ``callers`` calls in flight at all
-    times, spread over a few client processes, as reports come from many
-    workloads (one Python client process alone cannot saturate the server)."""
-    per_process = callers // processes
-    context = multiprocessing.get_context("spawn")
-    go, ready = context.Event(), context.Semaphore(0)
-    workers = [
-        context.Process(
-            target=_report_process,
-            args=(address, env, count // processes, per_process, health, go, ready),
-        )
-        for _ in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    for _ in workers:
-        ready.acquire()
+    """Durable reports per second with ``callers`` calls always in flight on
+    one channel (or, with ``health``, plain health checks: the ceiling of a
+    gRPC call on this machine with the same client)."""
+    metadata = (("authorization", f"Bearer {env['CORRAL_TOKEN']}"),)
+    async with grpc.aio.insecure_channel(address) as channel:
+        reports = lifecycle_pb2_grpc.LifecycleServiceStub(channel)
+        checks = health_pb2_grpc.HealthStub(channel)
+        await checks.Check(health_pb2.HealthCheckRequest())  # connect first
+        remaining = count
+
+        async def caller() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                if health:
+                    await checks.Check(health_pb2.HealthCheckRequest())
+                else:
+                    await reports.ReportEvent(report_request(env), metadata=metadata)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        return count / (time.perf_counter() - started)
+
+
+async def fanout(address: str, subscribers: int, after: int, count: int) -> float:
+    """Messages per second in total while ``subscribers`` each receive the
+    same ``count`` logged events after ``after``."""
+    channel = grpc.aio.insecure_channel(address)
+    stub = operator_pb2_grpc.OperatorServiceStub(channel)
+
+    async def subscriber() -> int:
+        stream = stub.WatchEvents(operator_pb2.WatchEventsRequest(after_sequence=after))
+        got = 0
+        async for item in stream:
+            if item.HasField("event"):
+                got += 1
+                if got == count:
+                    break
+        stream.cancel()
+        return got
+
     started = time.perf_counter()
-    go.set()
-    for worker in workers:
-        worker.join(300)
-        if worker.exitcode != 0:
-            raise RuntimeError("a report client failed")
-    return (count // processes * processes) / (time.perf_counter() - started)
+    received = await asyncio.gather(*(subscriber() for _ in range(subscribers)))
+    elapsed = time.perf_counter() - started
+    await channel.close(None)
+    return sum(received) / elapsed
 
 
-async def watch_lag(
+async def live_lag(
     address: str, env: dict[str, str], subscribers: int, rate: int, seconds: float
-) -> tuple[float, list[float]]:
-    """Delivered messages per second to ``subscribers`` and each event's lag
-    (report acknowledged to received) at ``rate`` events per second."""
+) -> list[float]:
+    """Each event's lag at ``rate`` events per second: from the moment its
+    report was sent (an upper bound on when it happened) to its arrival at
+    each subscriber."""
     metadata = (("authorization", f"Bearer {env['CORRAL_TOKEN']}"),)
     channel = grpc.aio.insecure_channel(address)
     operator = operator_pb2_grpc.OperatorServiceStub(channel)
-    head = (
-        await operator.GetOperatorInfo(operator_pb2.GetOperatorInfoRequest())
-    ).event_sequence
-    sent_at: dict[int, float] = {}
-    lags: list[float] = []
+    lifecycle = lifecycle_pb2_grpc.LifecycleServiceStub(channel)
+    info = await operator.GetOperatorInfo(operator_pb2.GetOperatorInfoRequest())
+    head = info.event_sequence
     total = int(rate * seconds)
-    delivered = 0
+    sent_at: dict[str, float] = {}
+    lags: list[float] = []
 
-    sub_channels = [grpc.aio.insecure_channel(address) for _ in range(4)]
+    # Each subscriber on its own connection, as separate programs would be.
+    sub_channels = [grpc.aio.insecure_channel(address) for _ in range(subscribers)]
 
-    async def subscriber(index: int, ready: asyncio.Event) -> None:
-        nonlocal delivered
-        stub = operator_pb2_grpc.OperatorServiceStub(sub_channels[index % 4])
-        stream = stub.WatchEvents(operator_pb2.WatchEventsRequest(after_sequence=head))
-        got = 0
+    async def subscriber(ready: asyncio.Event, index: int) -> None:
+        watcher = operator_pb2_grpc.OperatorServiceStub(sub_channels[index])
+        stream = watcher.WatchEvents(
+            operator_pb2.WatchEventsRequest(after_sequence=head)
+        )
         ready.set()
+        got = 0
         async for item in stream:
             if not item.HasField("event"):
                 continue
-            now = time.perf_counter()
-            sent = sent_at.get(item.event.sequence)
-            if sent is not None:
-                lags.append((now - sent) * 1000)
+            lags.append((time.perf_counter() - sent_at[item.event.message]) * 1000)
             got += 1
-            delivered += 1
             if got == total:
                 break
         stream.cancel()
 
     readies = [asyncio.Event() for _ in range(subscribers)]
-    tasks = [asyncio.create_task(subscriber(i, readies[i])) for i in range(subscribers)]
+    tasks = [
+        asyncio.create_task(subscriber(ready, index))
+        for index, ready in enumerate(readies)
+    ]
     for ready in readies:
         await ready.wait()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.2)
 
-    lifecycle = lifecycle_pb2_grpc.LifecycleServiceStub(channel)
     started = time.perf_counter()
 
     async def send(index: int) -> None:
-        due = started + index / rate
-        delay = due - time.perf_counter()
+        delay = started + index / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        before = time.perf_counter()
-        reply = await lifecycle.ReportEvent(report_request(env), metadata=metadata)
-        # The event exists from the moment the server committed it; the
-        # midpoint of the call is a fair estimate of that moment.
-        sent_at[reply.sequence] = (before + time.perf_counter()) / 2
+        # The message identifies the event on arrival.
+        request = report_request(env)
+        request.message = f"lag-{index}"
+        sent_at[f"STARTED: lag-{index}"] = time.perf_counter()
+        await lifecycle.ReportEvent(request, metadata=metadata)
 
     await asyncio.gather(*(send(i) for i in range(total)))
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
-    elapsed = time.perf_counter() - started
-    for sub in sub_channels:
-        await sub.close()
-    await channel.close()
-    return delivered / elapsed, lags
+    for sub_channel in sub_channels:
+        await sub_channel.close(None)
+    await channel.close(None)
+    return lags
 
 
 def measure(
-    reports: int, callers: int, subscribers: int, rate: int, seconds: float
+    reports: int,
+    callers: int,
+    subscribers: int,
+    lag_runs: list[tuple[int, int]],
+    seconds: float,
 ) -> EventResult:
+    """Report throughput, fan-out to ``subscribers``, and live lag for each
+    (subscribers, events per second) in ``lag_runs``."""
     with tempfile.TemporaryDirectory(prefix="corral-bench-events-") as scratch:
         env_file = Path(scratch) / "env.json"
         with corral(fleet(env_file)) as server:
@@ -221,30 +208,45 @@ def measure(
             env = wait_env(env_file)
 
             async def run() -> EventResult:
-                per_s = await asyncio.to_thread(
-                    report_throughput, server.address, env, reports, callers
+                address = server.address
+                before = await _head(address)
+                per_s = await report_throughput(address, env, reports, callers)
+                ceiling = await report_throughput(
+                    address, env, reports, callers, health=True
                 )
-                ceiling = await asyncio.to_thread(
-                    report_throughput, server.address, env, reports, callers, 4, True
-                )
-                delivered, lags = await watch_lag(
-                    server.address, env, subscribers, rate, seconds
-                )
+                delivered = await fanout(address, subscribers, before, reports)
+                lags = []
+                for count, rate in lag_runs:
+                    sample = await live_lag(address, env, count, rate, seconds)
+                    lags.append(
+                        LagResult(
+                            subscribers=count,
+                            rate=rate,
+                            p50_ms=percentile(sample, 0.5),
+                            p99_ms=percentile(sample, 0.99),
+                            max_ms=max(sample),
+                        )
+                    )
                 return EventResult(
                     reports=reports,
                     callers=callers,
                     reports_per_s=per_s,
                     ceiling_per_s=ceiling,
                     subscribers=subscribers,
-                    rate=rate,
+                    fanout_events=reports,
                     delivered_per_s=delivered,
-                    lag_p50_ms=percentile(lags, 0.5),
-                    lag_p99_ms=percentile(lags, 0.99),
-                    lag_max_ms=max(lags) if lags else float("nan"),
+                    lags=lags,
                 )
 
             return asyncio.run(run())
 
 
+async def _head(address: str) -> int:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = operator_pb2_grpc.OperatorServiceStub(channel)
+        info = await stub.GetOperatorInfo(operator_pb2.GetOperatorInfoRequest())
+        return int(info.event_sequence)
+
+
 if __name__ == "__main__":
-    print(measure(5000, 64, 100, 1000, 5))
+    print(measure(10_000, 64, 100, [(10, 1000), (100, 100)], 5))

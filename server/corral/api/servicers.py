@@ -38,6 +38,9 @@ from corral.v1 import (
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
+_RESPONSE_CACHE_SIZE = 20_000
+"""Stream messages kept for the subscribers that follow the head together."""
+
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -65,6 +68,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         self._started = started
         self._heartbeat = heartbeat_interval
         self._watchers = 0
+        self._responses: dict[int, operator_pb2.WatchEventsResponse] = {}
 
     def _container(self, record: ContainerRecord) -> Any:
         return convert.container_to_proto(record, self._operator.crash_loop(record))
@@ -262,9 +266,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
                     continue
                 if wanted and event.type not in wanted:
                     continue
-                yield operator_pb2.WatchEventsResponse(
-                    event=convert.event_to_proto(event)
-                )
+                yield self._event_response(event)
             if batch:
                 continue
 
@@ -280,6 +282,19 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
                         time=convert.timestamp(datetime.now(UTC)),
                     )
                 )
+
+    def _event_response(self, event: Event) -> operator_pb2.WatchEventsResponse:
+        """The stream message for ``event``, built once for all subscribers
+        (a logged event never changes)."""
+        response = self._responses.get(event.sequence)
+        if response is None:
+            if len(self._responses) >= _RESPONSE_CACHE_SIZE:
+                self._responses.clear()
+            response = operator_pb2.WatchEventsResponse(
+                event=convert.event_to_proto(event)
+            )
+            self._responses[event.sequence] = response
+        return response
 
     def _check_cursor(self, cursor: int) -> None:
         head = self._operator.hub.head

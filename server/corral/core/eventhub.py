@@ -72,7 +72,10 @@ class EventHub:
             return self._head > after
         changed = self._changed
         try:
-            await asyncio.wait_for(changed.wait(), timeout)
+            # asyncio.timeout, unlike wait_for, starts no task per wait: this
+            # runs once per subscriber for every batch of events.
+            async with asyncio.timeout(timeout):
+                await changed.wait()
         except TimeoutError:
             return False
         return self._head > after
