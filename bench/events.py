@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -128,67 +130,93 @@ async def fanout(address: str, subscribers: int, after: int, count: int) -> floa
     return sum(received) / elapsed
 
 
+async def _subscribe(
+    address: str, after: int, count: int, subscribers: int
+) -> list[float]:
+    """Runs ``subscribers`` streams after ``after`` until each got ``count``
+    events; returns each event's lag, read from the send time it carries."""
+    lags: list[float] = []
+
+    async def subscriber() -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = operator_pb2_grpc.OperatorServiceStub(channel)
+            stream = stub.WatchEvents(
+                operator_pb2.WatchEventsRequest(after_sequence=after)
+            )
+            got = 0
+            async for item in stream:
+                if not item.HasField("event"):
+                    continue
+                sent_ns = int(item.event.message.rpartition("lag-")[2])
+                lags.append((time.perf_counter_ns() - sent_ns) / 1e6)
+                got += 1
+                if got == count:
+                    break
+            stream.cancel()
+
+    await asyncio.gather(*(subscriber() for _ in range(subscribers)))
+    return lags
+
+
+def _subscriber_process(
+    address: str, after: int, count: int, subscribers: int, results: Any
+) -> None:
+    results.put(asyncio.run(_subscribe(address, after, count, subscribers)))
+
+
 async def live_lag(
     address: str, env: dict[str, str], subscribers: int, rate: int, seconds: float
 ) -> list[float]:
-    """Each event's lag at ``rate`` events per second: from the moment its
+    """Each event's lag at ``rate`` events per second, from the moment its
     report was sent (an upper bound on when it happened) to its arrival at
-    each subscriber."""
+    each subscriber. Subscribers run in two other processes, as separate
+    programs would; CLOCK_MONOTONIC is shared by all processes."""
     metadata = (("authorization", f"Bearer {env['CORRAL_TOKEN']}"),)
-    channel = grpc.aio.insecure_channel(address)
-    operator = operator_pb2_grpc.OperatorServiceStub(channel)
-    lifecycle = lifecycle_pb2_grpc.LifecycleServiceStub(channel)
-    info = await operator.GetOperatorInfo(operator_pb2.GetOperatorInfoRequest())
-    head = info.event_sequence
+    head = await _head(address)
     total = int(rate * seconds)
-    sent_at: dict[str, float] = {}
-    lags: list[float] = []
 
-    # Each subscriber on its own connection, as separate programs would be.
-    sub_channels = [grpc.aio.insecure_channel(address) for _ in range(subscribers)]
-
-    async def subscriber(ready: asyncio.Event, index: int) -> None:
-        watcher = operator_pb2_grpc.OperatorServiceStub(sub_channels[index])
-        stream = watcher.WatchEvents(
-            operator_pb2.WatchEventsRequest(after_sequence=head)
+    # Subscribers first, in two processes, and a moment for them to connect.
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    halves = [subscribers - subscribers // 2, subscribers // 2]
+    workers = [
+        context.Process(
+            target=_subscriber_process, args=(address, head, total, part, results)
         )
-        ready.set()
-        got = 0
-        async for item in stream:
-            if not item.HasField("event"):
-                continue
-            lags.append((time.perf_counter() - sent_at[item.event.message]) * 1000)
-            got += 1
-            if got == total:
-                break
-        stream.cancel()
-
-    readies = [asyncio.Event() for _ in range(subscribers)]
-    tasks = [
-        asyncio.create_task(subscriber(ready, index))
-        for index, ready in enumerate(readies)
+        for part in halves
+        if part
     ]
-    for ready in readies:
-        await ready.wait()
-    await asyncio.sleep(0.2)
+    for worker in workers:
+        worker.start()
+    await asyncio.sleep(3.0)
 
-    started = time.perf_counter()
+    # One pacing loop starts each report at its due time.
+    async with grpc.aio.insecure_channel(address) as channel:
+        lifecycle = lifecycle_pb2_grpc.LifecycleServiceStub(channel)
 
-    async def send(index: int) -> None:
-        delay = started + index / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        # The message identifies the event on arrival.
-        request = report_request(env)
-        request.message = f"lag-{index}"
-        sent_at[f"STARTED: lag-{index}"] = time.perf_counter()
-        await lifecycle.ReportEvent(request, metadata=metadata)
+        # At most 64 reports in flight, as 64 workloads each reporting in turn.
+        gate = asyncio.Semaphore(64)
 
-    await asyncio.gather(*(send(i) for i in range(total)))
-    await asyncio.wait_for(asyncio.gather(*tasks), 120)
-    for sub_channel in sub_channels:
-        await sub_channel.close(None)
-    await channel.close(None)
+        async def send() -> None:
+            async with gate:
+                request = report_request(env)
+                request.message = f"lag-{time.perf_counter_ns()}"
+                await lifecycle.ReportEvent(request, metadata=metadata)
+
+        started = time.perf_counter()
+        sends = []
+        for index in range(total):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sends.append(asyncio.create_task(send()))
+        await asyncio.gather(*sends)
+
+    lags: list[float] = []
+    for _ in workers:
+        lags.extend(await asyncio.to_thread(results.get, True, 120))
+    for worker in workers:
+        await asyncio.to_thread(worker.join, 30)
     return lags
 
 
