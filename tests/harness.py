@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from corral.api.server import CorralServer
 from corral.config import FleetConfig, load_config
@@ -31,6 +33,23 @@ from corral.v1 import container_pb2, operator_pb2, operator_pb2_grpc
 REPO = Path(__file__).resolve().parent.parent
 CORRAL = REPO / ".venv" / "bin" / "corral"
 PYTHON = sys.executable
+
+
+def error_info(error: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
+    """The ErrorInfo reason and the BadRequest fields of a refused call."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "status details are missing"
+    reason, fields = "", []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields = [v.field for v in bad.field_violations]
+    return reason, fields
 
 
 def free_port() -> int:

@@ -47,19 +47,6 @@ pytestmark = pytest.mark.docker
 SLEEPER = ("sh", "-c", "sleep 300")
 
 
-@dataclasses.dataclass(frozen=True)
-class ResourceSpec(ContainerSpec):
-    """A ContainerSpec with the resource fields the docker runtime reads.
-
-    TODO: the model has no ports, memory or cpus fields yet; drop this
-    subclass once ContainerSpec gains them.
-    """
-
-    memory: str = ""
-    cpus: float = 0.0
-    ports: tuple[str, ...] = ()
-
-
 @dataclasses.dataclass
 class Harness:
     """Creates runtimes and launch requests, and cleans up after the test."""
@@ -93,7 +80,7 @@ class Harness:
         return LaunchRequest(
             name=name,
             instance_id=uuid.uuid4().hex,
-            spec=ResourceSpec(command=command, labels=labels, **spec),
+            spec=ContainerSpec(command=command, labels=labels, **spec),
             env=dict(env or {}),
         )
 

@@ -21,8 +21,8 @@ from corral.v1 import (
     lifecycle_pb2_grpc,
     operator_pb2,
 )
-from tests.harness import Harness, ServerFactory, eventually
-from tests.test_operator import error_info, spec
+from tests.harness import Harness, ServerFactory, error_info, eventually
+from tests.test_operator import spec
 
 ENV_DUMP = (
     "import os, json, sys, time\n"

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from corral.v1 import container_pb2, operator_pb2
-from tests.harness import Harness, ServerFactory, eventually, pid_alive
+from tests.harness import Harness, ServerFactory, error_info, eventually, pid_alive
 
 PY = sys.executable
 C = container_pb2
@@ -58,23 +56,6 @@ async def start(h: Harness, name: str, s: C.ContainerSpec, **kw: object) -> C.Co
         operator_pb2.StartContainerRequest(name=name, spec=s, **kw)  # type: ignore[arg-type]
     )
     return reply.container
-
-
-def error_info(error: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
-    """The ErrorInfo reason and the BadRequest fields of a refused call."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, "status details are missing"
-    reason, fields = "", []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields = [v.field for v in bad.field_violations]
-    return reason, fields
 
 
 # -- starting and the environment

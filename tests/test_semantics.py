@@ -38,8 +38,7 @@ from corral.core.model import EventType, ExitReason
 from corral.runtimes.docker import LABEL_INSTANCE, LABEL_NAME
 from corral.v1 import container_pb2, operator_pb2
 from tests.docker_env import IMAGE, docker_problem, remove_containers, skip_or_fail
-from tests.harness import Harness, ServerFactory, eventually
-from tests.test_operator import error_info
+from tests.harness import Harness, ServerFactory, error_info, eventually
 
 C = container_pb2
 State = container_pb2.ContainerState
