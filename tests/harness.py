@@ -35,6 +35,35 @@ CORRAL = REPO / ".venv" / "bin" / "corral"
 PYTHON = sys.executable
 
 
+@dataclass
+class CliResult:
+    """How one ``corral`` command-line invocation ended."""
+
+    code: int
+    out: str
+    err: str
+
+
+async def run_cli(
+    address: str, *args: str, env: dict[str, str] | None = None
+) -> CliResult:
+    """Runs ``corral ARGS...`` as a child against ``address`` (CORRAL_ADDR)."""
+    environ = {**os.environ, "CORRAL_ADDR": address, "COLUMNS": "200", **(env or {})}
+    process = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-c",
+        "from corral.cli import main; main()",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ,
+        cwd=REPO,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return CliResult(process.returncode, out.decode(), err.decode())
+
+
 def error_info(error: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
     """The ErrorInfo reason and the BadRequest fields of a refused call."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]

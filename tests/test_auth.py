@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from corral.api import auth
 from corral.api.server import CorralServer
 from corral.config import ConfigError, load_config
 from corral.v1 import lifecycle_pb2, operator_pb2
-from tests.harness import PYTHON, REPO, ServerFactory, free_port
+from tests.harness import PYTHON, ServerFactory, free_port, run_cli
 
 ADMIN = "admin-token-0123456789abcdef"
 READER = "reader-token-0123456789abcdef"
@@ -33,35 +32,6 @@ Code = grpc.StatusCode
 
 
 # --- helpers -------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    """How one ``corral`` invocation ended."""
-
-    code: int
-    out: str
-    err: str
-
-
-async def run_cli(
-    address: str, *args: str, env: dict[str, str] | None = None
-) -> Result:
-    """Runs ``corral ARGS...`` as a child against ``address``."""
-    environ = {**os.environ, "CORRAL_ADDR": address, "COLUMNS": "200", **(env or {})}
-    process = await asyncio.create_subprocess_exec(
-        PYTHON,
-        "-c",
-        "from corral.cli import main; main()",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ,
-        cwd=REPO,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return Result(process.returncode, out.decode(), err.decode())
 
 
 def corral_methods() -> list[tuple[str, Any]]:

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -19,7 +18,16 @@ import pytest
 
 from corral.core.model import EventType
 from corral.v1 import container_pb2, operator_pb2
-from tests.harness import PYTHON, REPO, Harness, ServerFactory, eventually, free_port
+from tests.harness import (
+    PYTHON,
+    REPO,
+    CliResult,
+    Harness,
+    ServerFactory,
+    eventually,
+    free_port,
+    run_cli,
+)
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(300)"]
 FAIL = [sys.executable, "-c", "import sys, time; time.sleep(0.1); sys.exit(3)"]
@@ -29,31 +37,9 @@ STOPPED = container_pb2.CONTAINER_STATE_STOPPED
 CRASH_LOOP = container_pb2.CONTAINER_STATE_CRASH_LOOP
 
 
-@dataclass
-class Result:
-    """How one ``corral`` invocation ended."""
-
-    code: int
-    out: str
-    err: str
-
-
-async def corral(address: str, *args: str) -> Result:
+async def corral(address: str, *args: str) -> CliResult:
     """Runs ``corral ARGS...`` against ``address`` (through CORRAL_ADDR)."""
-    env = {**os.environ, "CORRAL_ADDR": address, "COLUMNS": "200"}
-    process = await asyncio.create_subprocess_exec(
-        PYTHON,
-        "-c",
-        "from corral.cli import main; main()",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return Result(process.returncode, out.decode(), err.decode())
+    return await run_cli(address, *args)
 
 
 def member(name: str, command: list[str], extra: str = "") -> str:
