@@ -64,6 +64,7 @@ from aiodocker.events import DockerEvents
 
 from corral.core.model import ExitInfo, ExitReason
 from corral.core.specs import parse_memory, parse_port
+from corral.core.tasks import spawn
 from corral.runtimes.base import (
     ExitCallback,
     LaunchRequest,
@@ -219,10 +220,11 @@ class DockerRuntime:
         self._available = False
         self._closed = False
 
-        self._events_task = self._loop.create_task(
-            self._follow_events_forever(time.time()), name="corral-docker-events"
+        self._events_task = spawn(
+            self._follow_events_forever(time.time()),
+            name="corral-docker-events",
+            forever=True,
         )
-        self._events_task.add_done_callback(_log_unexpected_task_end)
 
     async def __aenter__(self) -> Self:
         return self
@@ -659,13 +661,12 @@ class DockerRuntime:
         """
         if not claimed and not self._claim(watch):
             return
-        task = self._loop.create_task(
+        task = spawn(
             self._settle(watch, death, state),
             name=f"corral-docker-exit-{watch.instance_id[:12]}",
         )
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
-        task.add_done_callback(_log_unexpected_task_end)
 
     async def _settle(
         self,
@@ -1044,18 +1045,3 @@ def _parse_time(value: object) -> datetime | None:
         return None
 
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _log_unexpected_task_end(task: asyncio.Task[None]) -> None:
-    """Reports a background task that ended other than by cancellation."""
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None:
-        logger.error(
-            "background task failed",
-            exc_info=exc,
-            extra={"task": task.get_name()},
-        )
-    elif task.get_name() == "corral-docker-events":
-        logger.warning("background task returned", extra={"task": task.get_name()})

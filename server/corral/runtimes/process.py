@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import Self
 
 from corral.core.model import ExitInfo, ExitReason
+from corral.core.tasks import spawn
 from corral.runtimes.base import (
     ExitCallback,
     LaunchRequest,
@@ -172,10 +173,9 @@ class ProcessRuntime:
         self._watches: dict[tuple[str, str], _Watch] = {}
         self._closed = False
 
-        self._rotation_task = self._loop.create_task(
-            self._rotate_forever(), name="corral-process-log-rotation"
+        self._rotation_task = spawn(
+            self._rotate_forever(), name="corral-process-log-rotation", forever=True
         )
-        self._rotation_task.add_done_callback(_log_unexpected_task_end)
 
     async def __aenter__(self) -> Self:
         return self
@@ -837,18 +837,3 @@ def _read_boot_time() -> float:
 
 def _backup(path: Path, index: int) -> Path:
     return path.with_name(f"{path.name}.{index}")
-
-
-def _log_unexpected_task_end(task: asyncio.Task[None]) -> None:
-    """Reports a background task that ended other than by cancellation."""
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None:
-        logger.error(
-            "background task failed",
-            exc_info=exc,
-            extra={"task": task.get_name()},
-        )
-    else:
-        logger.warning("background task returned", extra={"task": task.get_name()})
