@@ -32,6 +32,7 @@ check-generated: install
 lint: install
 	$(BIN)/ruff check server sdk/src tests bench examples tools
 	$(BIN)/ruff format --check server sdk/src tests bench examples tools
+	PYTHONPATH=server:sdk/src $(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy server/corral sdk/src/corral/sdk bench
