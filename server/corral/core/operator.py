@@ -221,8 +221,8 @@ class Operator:
         await self._remove_orphans()
 
         # Members whose spec changed while corral was down get a new instance.
-        for name in replace:
-            await self.start(name)
+        for name, old_spec in replace.items():
+            await self._replace(name, old_spec)
 
         await self.reconcile()
         self._tasks.append(
@@ -247,11 +247,12 @@ class Operator:
         self.hub.close()
         await self._runtime.close()
 
-    def _declare_members(self) -> list[str]:
+    def _declare_members(self) -> dict[str, ContainerSpec]:
         now = self._clock.now()
         changed: list[ContainerRecord] = []
         events: list[Event] = []
-        replace: list[str] = []
+        # Active members whose spec changed, with the spec they still run.
+        replace: dict[str, ContainerSpec] = {}
         for name, spec in self._members.items():
             record = self._records.get(name)
             if record is None:
@@ -275,7 +276,7 @@ class Operator:
             if record.spec != spec:
                 events.append(event_for(updated, EventType.SPEC_UPDATED, now))
                 if record.state in _ACTIVE_STATES:
-                    replace.append(name)
+                    replace[name] = record.spec
         for record in self._records.values():
             if record.min_replica_set and record.name not in self._members:
                 changed.append(
@@ -283,6 +284,22 @@ class Operator:
                 )
         self._commit(changed, events)
         return replace
+
+    async def _replace(self, name: str, old_spec: ContainerSpec) -> None:
+        """Replaces a running instance of ``old_spec`` with one of the
+        record's current spec (rule 8), stopping it as its own spec says."""
+        async with self._lock(name):
+            record = self._records.get(name)
+            if (
+                record is None
+                or record.state is not ContainerState.RUNNING
+                or record.desired_state is not DesiredState.RUNNING
+            ):
+                return
+            old = dataclasses.replace(record, spec=old_spec)
+            await self._stop_instance(old, ExitReason.REPLACED)
+            self._cancel_timer(name)
+            await self._launch(name)
 
     async def _recover(self, record: ContainerRecord) -> None:
         now = self._clock.now()
@@ -308,7 +325,11 @@ class Operator:
                 )
                 self._commit([adopted], [event_for(adopted, EventType.ADOPTED, now)])
                 if record.desired_state is DesiredState.STOPPED:
-                    await self.stop(record.name)
+                    # In the background: a grace period must hold up neither
+                    # corral's start nor a caller holding this container's lock.
+                    self._tasks.append(
+                        spawn(self.stop(record.name), name=f"stop:{record.name}")
+                    )
                 return
             # Ended while nobody watched: its real exit if the runtime kept it.
             gone = self._runtime.last_exit(record.instance_id) or ExitInfo(
@@ -498,6 +519,7 @@ class Operator:
 
             # Create the record, or refresh its spec, before anything runs.
             replacing = False
+            running = record
             if record is None:
                 record = self._create(name, spec, now)
             elif spec is not None and spec != record.spec:
@@ -530,8 +552,10 @@ class Operator:
                 update_time=now,
             )
             self._commit([record], [])
-            if replacing:
-                await self._stop_instance(record, ExitReason.REPLACED)
+            if replacing and running is not None:
+                # The old instance stops the way its own spec says.
+                old = dataclasses.replace(record, spec=running.spec)
+                await self._stop_instance(old, ExitReason.REPLACED)
             self._cancel_timer(name)
             await self._launch(name)
             return self._records[name]
@@ -749,7 +773,10 @@ class Operator:
                 resource_name=name,
             )
 
-        # A retried report is answered from the log, never stored twice.
+        # A retried report is answered from the log, never stored twice. The
+        # id is the client's choice, so it only names a retry within the
+        # instance that sent it; other workloads may pick the same id.
+        event_id = f"{instance_id}/{event_id}"
         seen = self._reports_seen.get(event_id)
         if seen is not None:
             return seen, True

@@ -681,7 +681,11 @@ async def _wait_exited(watch: _Watch, limit: float) -> bool:
     try:
         await asyncio.wait_for(asyncio.shield(watch.exited), max(limit, 0.0))
     except TimeoutError:
-        return False
+        # The exit may have been handled (and the pidfd closed) while the
+        # timeout was cancelling the wait: then it did end in time.
+        if not watch.exited.done():
+            return False
+        watch.exited.result()  # A closed runtime raises, as the wait would.
 
     return True
 
