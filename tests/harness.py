@@ -208,10 +208,22 @@ class ServerFactory:
         path.write_text(fleet)
         overrides = {
             "listen": "127.0.0.1:0",
-            "data_dir": self._tmp / "data",
+            "data_dir": self._free_data_dir(),
             **operator,
         }
         return load_config(path, environ={}, overrides=overrides)
+
+    def _free_data_dir(self) -> Path:
+        """``data`` again after a server stopped (a restart sees its state);
+        another directory while a server still runs there (one operator per
+        data directory)."""
+        busy = {h.server.config.operator.data_dir for h in self._started}
+        candidate = self._tmp / "data"
+        index = 1
+        while candidate.resolve() in busy:
+            index += 1
+            candidate = self._tmp / f"data-{index}"
+        return candidate
 
     async def start(
         self,

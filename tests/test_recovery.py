@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +132,57 @@ def test_sigterm_shuts_down_gracefully_and_leaves_the_fleet_running(
     again = get(corral.address, "keep")
     assert again.runtime_id == keep.runtime_id
     assert again.restart_count == 0
+
+
+def test_a_second_operator_on_the_same_data_dir_is_refused(
+    corral: CorralProcess, tmp_path: Path
+) -> None:
+    corral.start()
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from corral.cli import main; main()",
+            "serve",
+            "--config",
+            str(corral.config),
+            "--data-dir",
+            str(corral.data_dir),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 2, second.stderr
+    assert "another corral is already running" in second.stderr
+    assert "Traceback" not in second.stderr
+    # The first one is untouched and its fleet runs once.
+    assert get(corral.address, "keep").state == State.CONTAINER_STATE_RUNNING
+
+
+def test_a_busy_port_is_a_clear_startup_error(
+    corral: CorralProcess, tmp_path: Path
+) -> None:
+    corral.start()
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from corral.cli import main; main()",
+            "serve",
+            "--config",
+            str(corral.config),
+            "--data-dir",
+            str(tmp_path / "other-data"),
+            "--listen",
+            corral.address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 2, other.stderr
+    assert f"cannot listen on {corral.address}" in other.stderr
+    assert "Traceback" not in other.stderr

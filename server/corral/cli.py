@@ -96,7 +96,7 @@ def serve(
         sys.exit(2)
     logs.configure(log_level, log_format)
 
-    from corral.api.server import CorralServer
+    from corral.api.server import CorralServer, StartupError
     from corral.core.environment import InvalidBuilderError
 
     async def run() -> None:
@@ -105,7 +105,11 @@ def serve(
         except (InvalidBuilderError, ConfigError) as error:
             click.echo(f"corral: invalid configuration:\n{error}", err=True)
             sys.exit(2)
-        await server.start()
+        try:
+            await server.start()
+        except StartupError as error:
+            click.echo(f"corral: {error}", err=True)
+            sys.exit(2)
         click.echo(f"corral serving on {server.address}", err=True)
         await server.wait_for_termination()
 

@@ -63,3 +63,5 @@ def configure(level: str = "info", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic narrates every start; its news matters only when it fails.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

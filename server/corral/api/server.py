@@ -9,11 +9,13 @@ restart the fleet.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import _async as health_aio
@@ -64,6 +66,28 @@ def default_runtime_factory(config: FleetConfig) -> Callable[[ExitCallback], Run
 
         return build_docker
     raise ValueError(f"runtime {settings.runtime!r} is not available")
+
+
+class StartupError(Exception):
+    """The operator cannot start; the message says what to change."""
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Takes the data directory's lock for this process's lifetime."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "corral.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StartupError(
+            f"another corral is already running on the data directory {data_dir}; "
+            "stop it first, or give this one its own --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 class CorralServer:
@@ -132,6 +156,7 @@ class CorralServer:
             else heartbeat_interval
         )
         self.port = 0
+        self._lock: int | None = None
 
     @property
     def address(self) -> str:
@@ -160,13 +185,22 @@ class CorralServer:
                 self._server,
             )
 
+        # One operator per data directory: a second one would adopt and
+        # restart the same workloads, and run two copies of each.
+        self._lock = _lock_data_dir(self.config.operator.data_dir)
+
         listen = self.config.operator.listen
-        if self._tls is None:
-            self.port = self._server.add_insecure_port(listen)
-        else:
-            self.port = self._server.add_secure_port(listen, self._tls)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {listen}")
+        try:
+            if self._tls is None:
+                self.port = self._server.add_insecure_port(listen)
+            else:
+                self.port = self._server.add_secure_port(listen, self._tls)
+        except RuntimeError as error:
+            self._unlock()
+            raise StartupError(
+                f"cannot listen on {listen}: is another program using it? "
+                "choose another address with --listen or CORRAL_LISTEN"
+            ) from error
         self.operator.advertise_addr = self.address
 
         await self.operator.open()
@@ -183,6 +217,11 @@ class CorralServer:
             },
         )
 
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown; workloads keep running."""
         grace = (
@@ -196,6 +235,7 @@ class CorralServer:
         await self._server.stop(grace)
         await self.operator.close()
         self.store.close()
+        self._unlock()
         logger.info("corral stopped")
 
     async def wait_for_termination(self) -> None:
