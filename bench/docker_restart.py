@@ -137,7 +137,7 @@ image = "{IMAGE}"
 command = {json.dumps(COMMAND)}
 labels = {{ "{key}" = "{value}" }}
 restart_policy.when = "always"
-restart_policy.crash = {{ window = "1s", allowed_crashes = 1000000 }}
+restart_policy.crash = {{ window = "1s", allowed_crashes = 100 }}
 restart_policy.backoff = {{ initial = "0s", max = "1s" }}
 """
     log = EventLog(docker, label)

@@ -22,7 +22,7 @@ name = "crasher"
 command = {json.dumps(command)}
 env = {{ STAMP_FILE = "{stamp_file}", STAMP_LIFE_MS = "20" }}
 restart_policy.when = "always"
-restart_policy.crash = {{ window = "1s", allowed_crashes = 1000000 }}
+restart_policy.crash = {{ window = "1s", allowed_crashes = 100 }}
 restart_policy.backoff = {{ initial = "0s", max = "1s" }}
 """
 

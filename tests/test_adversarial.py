@@ -208,7 +208,7 @@ async def test_stop_racing_zero_delay_restarts_leaves_nothing_running(
     servers: ServerFactory,
 ) -> None:
     h = await servers.start()
-    hot = spec("true", when="always", allowed=100_000, window="1s")
+    hot = spec("true", when="always", allowed=100, window="1s")
     await start(h, "hot", hot)
     for _ in range(25):
         await h.wait_event("hot", EventType.EXITED)
@@ -219,7 +219,8 @@ async def test_stop_racing_zero_delay_restarts_leaves_nothing_running(
         await asyncio.sleep(0.02)  # Proves an absence: no restart follows.
         assert workload_pids({h.address}) == []
         assert (await h.get("hot")).state == State.CONTAINER_STATE_STOPPED
-        await start(h, "hot", hot)
+        # A hundred crashes a second may trip the breaker: force past it.
+        await start(h, "hot", hot, force=True)
     assert_consistent(h)
 
 
@@ -253,8 +254,8 @@ async def test_concurrent_calls_on_the_same_names_stay_consistent(
     rnd = random.Random(7)
     h = await servers.start()
     specs = [
-        spec(*SLEEP, when="always", allowed=100_000),
-        spec(PY, "-c", "import time; time.sleep(0.02)", when="always", allowed=1000),
+        spec(*SLEEP, when="always", allowed=100),
+        spec(PY, "-c", "import time; time.sleep(0.02)", when="always", allowed=100),
         spec("false", allowed=3, window="1m"),
     ]
     names = ["x", "y"]

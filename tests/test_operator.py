@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from corral.core.model import EventType
 from corral.v1 import container_pb2, operator_pb2
 from tests.harness import Harness, ServerFactory, error_info, eventually, pid_alive
 
@@ -261,3 +262,20 @@ async def test_bad_paging_arguments_are_refused(servers: ServerFactory) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await h.stub.ListContainers(request)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_start_refused_by_the_breaker_changes_nothing(
+    servers: ServerFactory,
+) -> None:
+    h = await servers.start()
+    await start(h, "crasher", spec(*py("raise SystemExit(1)"), allowed=1))
+    await h.wait_event("crasher", EventType.CRASH_LOOP)
+    before = await h.get("crasher")
+    head = h.operator.hub.head
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await start(h, "crasher", spec(*SLEEP, allowed=1))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    after = await h.get("crasher")
+    assert after.spec == before.spec
+    assert h.operator.hub.head == head

@@ -496,8 +496,18 @@ def test_breaker_reachability_accounts_for_the_cap() -> None:
     assert validate_spec(valid_spec(restart_policy=capped)) == []
 
     huge = policy(allowed=10**9, initial=timedelta(seconds=1), multiplier=1.0000001)
+    # Past the cap, the cap is what the user hears about.
     assert fields(validate_spec(valid_spec(restart_policy=huge))) == [
-        "spec.restart_policy.backoff"
+        "spec.restart_policy.crash.allowed_crashes"
+    ]
+
+
+def test_allowed_crashes_is_capped() -> None:
+    at_cap = policy(allowed=100, initial=timedelta(0))
+    assert validate_spec(valid_spec(restart_policy=at_cap)) == []
+    too_many = valid_spec(restart_policy=policy(allowed=101, initial=timedelta(0)))
+    assert fields(validate_spec(too_many)) == [
+        "spec.restart_policy.crash.allowed_crashes"
     ]
 
 
@@ -547,7 +557,7 @@ def test_breaker_check_survives_hostile_crash_counts() -> None:
         multiplier=1.0000001,
     )
     violations = validate_spec(valid_spec(restart_policy=tiny))
-    assert fields(violations) == ["spec.restart_policy.backoff"]
+    assert fields(violations) == ["spec.restart_policy.crash.allowed_crashes"]
 
 
 @given(

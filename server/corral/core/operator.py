@@ -384,18 +384,22 @@ class Operator:
                     ):
                         self._mark_unknown(record, "lost the connection")
                 continue
-            for name in [
-                r.name
-                for r in self._records.values()
-                if r.state is ContainerState.UNKNOWN
-            ]:
+            # Unknown containers, and stops the outage interrupted.
+            for name in [r.name for r in self._records.values() if _unsettled(r)]:
                 async with self._lock(name):
                     current = self._records.get(name)
-                    if current is not None and current.state is ContainerState.UNKNOWN:
+                    if current is not None and _unsettled(current):
                         await self._settle_unknown(current)
 
     async def _settle_unknown(self, record: ContainerRecord) -> None:
-        """A container whose state was unknown, once the runtime is back."""
+        """A container whose state was unknown (or whose stop an outage
+        interrupted), once the runtime is back."""
+        if record.state is ContainerState.STOPPING and self._runtime.is_running(
+            record.name, record.instance_id
+        ):
+            with contextlib.suppress(UnavailableError):
+                await self._stop_instance(record, ExitReason.STOPPED_BY_OPERATOR)
+            return
         if self._runtime.is_running(record.name, record.instance_id):
             now = self._clock.now()
             back = dataclasses.replace(
@@ -458,7 +462,8 @@ class Operator:
         record = self._records.get(name)
         if record is None:
             raise NotFoundError(
-                f"container {name!r} not found; ListContainers shows the known names",
+                f"container {name!r} not found; ListContainers (corral ls) shows "
+                "the known names",
                 resource_name=name,
             )
         return record
@@ -517,6 +522,16 @@ class Operator:
             ):
                 return record
 
+            # The crash-loop breaker refuses unless forced, before anything
+            # is stored: a refused call changes nothing.
+            if record is not None:
+                candidate = (
+                    record if spec is None else dataclasses.replace(record, spec=spec)
+                )
+                status = self.crash_loop(candidate)
+                if status.active and not force:
+                    raise _crash_loop_error(candidate, status)
+
             # Create the record, or refresh its spec, before anything runs.
             replacing = False
             running = record
@@ -526,11 +541,6 @@ class Operator:
                 replacing = self._is_active(record)
                 record = dataclasses.replace(record, spec=spec, update_time=now)
                 self._commit([record], [event_for(record, EventType.SPEC_UPDATED, now)])
-
-            # The crash-loop breaker refuses unless forced.
-            status = self.crash_loop(record)
-            if status.active and not force:
-                raise _crash_loop_error(record, status)
 
             # Already running this spec: only the intent may need recording.
             if self._is_active(record) and not replacing:
@@ -619,13 +629,14 @@ class Operator:
                 raise MinReplicaSetContainerError(
                     f"container {name!r} is in the min replica set declared in the "
                     "fleet file and cannot be deleted; remove it from the file and "
-                    "restart corral, or stop it with StopContainer",
+                    "restart corral, or stop it with StopContainer "
+                    f"(corral stop {name})",
                     resource_name=name,
                 )
             if self._is_active(record) or name in self._timers:
                 raise ContainerNotStoppedError(
                     f"container {name!r} is {record.state.value}; stop it with "
-                    "StopContainer, then delete it",
+                    f"StopContainer (corral stop {name}), then delete it",
                     resource_name=name,
                 )
             now = self._clock.now()
@@ -633,6 +644,11 @@ class Operator:
             self._commit([], [event_for(gone, EventType.DELETED, now)], deleted=[name])
             self._cancel_rearm(name)
             self._attempts.pop(name, None)
+            # The store dropped its instances; their tokens go with them.
+            for token_hash in [
+                h for h, row in self._instances.items() if row.name == name
+            ]:
+                del self._instances[token_hash]
 
     async def clear_crash_history(self, name: str) -> ContainerRecord:
         """Forgets the crash history, re-arming the breaker; a crash-looping
@@ -1150,10 +1166,7 @@ class Operator:
             next_restart_time=now + delay,
             update_time=now,
         )
-        message = (
-            f"the runtime is unreachable ({why}); retrying in "
-            f"{specs.format_duration(delay)}"
-        )
+        message = f"the runtime is unreachable ({why}); retrying in {_readable(delay)}"
         self._commit(
             [waiting], [event_for(waiting, EventType.BACKOFF, now, message=message)]
         )
@@ -1306,9 +1319,9 @@ class Operator:
         if status.active:
             looping = dataclasses.replace(exited, state=ContainerState.CRASH_LOOP)
             message = (
-                f"{status.count} unexpected stops within "
+                f"{_stops(status.count)} within "
                 f"{specs.format_duration(restart_policy.crash.window)}; "
-                "run ClearCrashHistory to start it now"
+                f"run ClearCrashHistory (corral clear-crashes {name}) to start it now"
             )
             events = [
                 dataclasses.replace(e, state=ContainerState.CRASH_LOOP) for e in events
@@ -1363,7 +1376,7 @@ class Operator:
                 waiting,
                 EventType.BACKOFF,
                 now,
-                message=f"restarting in {specs.format_duration(delay)}",
+                message=f"restarting in {_readable(delay)}",
             )
         )
         self._commit([waiting], events)
@@ -1574,17 +1587,41 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _unsettled(record: ContainerRecord) -> bool:
+    """Unknown, or stopping on request: to be settled when the runtime is back."""
+    return record.state is ContainerState.UNKNOWN or (
+        record.state is ContainerState.STOPPING
+        and record.desired_state is DesiredState.STOPPED
+    )
+
+
+def _readable(delay: timedelta) -> str:
+    """A delay for people: whole milliseconds."""
+    return specs.format_duration(timedelta(milliseconds=round(delay / _MILLISECOND)))
+
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _stops(count: int) -> str:
+    return f"{count} unexpected stop" + ("" if count == 1 else "s")
+
+
 def _crash_loop_error(
     record: ContainerRecord, status: policy.CrashLoopStatus
 ) -> CrashLoopDetectedError:
     window = specs.format_duration(record.spec.restart_policy.crash.window)
     rearm = (
-        status.rearm_time.isoformat() if status.rearm_time else "when the window slides"
+        status.rearm_time.isoformat(timespec="seconds")
+        if status.rearm_time
+        else "when the window slides"
     )
+    name = record.name
     return CrashLoopDetectedError(
-        f"container {record.name!r} is crash looping ({status.count} unexpected stops "
-        f"within {window}); it re-arms at {rearm}; run ClearCrashHistory to start it "
-        "now, or StartContainer with force",
+        f"container {name!r} is crash looping ({_stops(status.count)} within "
+        f"{window}); it re-arms at {rearm}; run ClearCrashHistory "
+        f"(corral clear-crashes {name}) to start it now, or StartContainer with "
+        f"force (corral start --force {name})",
         resource_name=record.name,
         metadata={"crashes": str(status.count), "window": window, "rearm_time": rearm},
     )

@@ -55,6 +55,10 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+MAX_ALLOWED_CRASHES = 100
+"""Largest ``allowed_crashes``: the crash history holds that many entries and
+is rewritten with every change of its container."""
+
 MAX_ENV_BYTES = 1024 * 1024
 """Cap on a workload's environment (UTF-8 bytes of ``KEY=VALUE\\0`` entries).
 
@@ -792,6 +796,13 @@ def _check_policy(policy: RestartPolicy, p: str) -> list[FieldViolation]:
 
     if crash.allowed_crashes < 0:
         bad("crash.allowed_crashes", "must not be negative")
+    elif crash.allowed_crashes > MAX_ALLOWED_CRASHES:
+        bad(
+            "crash.allowed_crashes",
+            f"must be at most {MAX_ALLOWED_CRASHES}: the breaker keeps that many "
+            "crashes in the container's history; for a workload that may crash "
+            "freely, use a shorter window",
+        )
     if crash.window <= timedelta(0):
         bad("crash.window", "must be longer than zero")
     for i, code in enumerate(policy.success_exit_codes):
