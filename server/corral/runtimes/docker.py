@@ -242,6 +242,13 @@ class DockerRuntime:
         """True while the engine answers; False before it first did."""
         return self._available
 
+    # TODO: a replacement started right after a death waits on the engine
+    # tearing down the dead container's network (starts take 300-480 ms then,
+    # ~250 ms on an idle engine, ~260 ms with no network at all), which keeps
+    # corral's restart p50 near 380 ms against a 310 ms goal. A long-lived
+    # sandbox container per name holding the network namespace and ports, with
+    # each instance joining it, would take that off the restart path; it needs
+    # a pause process that any image can run, which is the open question.
     async def start(self, request: LaunchRequest) -> RuntimeHandle:
         """Creates and starts one container and begins watching it.
 
