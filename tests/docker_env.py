@@ -20,8 +20,6 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from corral.core.model import ExitInfo
-
 IMAGE = "corral-test-busybox:latest"
 """Built by ``.ci/docker.sh`` with ``docker import``: static busybox plus
 ``memhog``, a shell that buffers 256 MiB to trip a memory limit."""
@@ -95,37 +93,6 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         await asyncio.sleep(0.02)
-
-
-class ExitRecorder:
-    """An ``on_exit`` callback that records calls and lets tests await them."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, ExitInfo]] = []
-        self.times: dict[str, float] = {}
-        """Wall-clock time (``time.time()``) of each instance's first exit."""
-        self._futures: dict[str, asyncio.Future[ExitInfo]] = {}
-
-    def __call__(self, name: str, instance_id: str, exit: ExitInfo) -> None:
-        self.calls.append((name, instance_id, exit))
-        self.times.setdefault(instance_id, time.time())
-        future = self._future(instance_id)
-        if not future.done():
-            future.set_result(exit)
-
-    async def wait(self, instance_id: str, timeout: float = TIMEOUT) -> ExitInfo:
-        return await asyncio.wait_for(
-            asyncio.shield(self._future(instance_id)), timeout
-        )
-
-    def count(self, instance_id: str) -> int:
-        return sum(1 for _, iid, _ in self.calls if iid == instance_id)
-
-    def _future(self, instance_id: str) -> asyncio.Future[ExitInfo]:
-        if instance_id not in self._futures:
-            loop = asyncio.get_running_loop()
-            self._futures[instance_id] = loop.create_future()
-        return self._futures[instance_id]
 
 
 class FakeEngineOutage:

@@ -27,12 +27,49 @@ from grpc_status import rpc_status
 from corral.api.server import CorralServer
 from corral.config import FleetConfig, load_config
 from corral.core.clock import Clock
-from corral.core.model import Event, EventType
+from corral.core.model import Event, EventType, ExitInfo
 from corral.v1 import container_pb2, operator_pb2, operator_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
 CORRAL = REPO / ".venv" / "bin" / "corral"
 PYTHON = sys.executable
+
+
+class ExitRecorder:
+    """A runtime's ``on_exit`` callback that records calls and lets tests
+    await them.
+
+    Args:
+        clock: what ``times`` are read from (wall clock by default).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.calls: list[tuple[str, str, ExitInfo]] = []
+        self.times: dict[str, float] = {}
+        """When each instance's first exit was reported, by ``clock``."""
+        self._clock = clock
+        self._futures: dict[str, asyncio.Future[ExitInfo]] = {}
+
+    def __call__(self, name: str, instance_id: str, exit: ExitInfo) -> None:
+        self.calls.append((name, instance_id, exit))
+        self.times.setdefault(instance_id, self._clock())
+        future = self._future(instance_id)
+        if not future.done():
+            future.set_result(exit)
+
+    async def wait(self, instance_id: str, timeout: float = 15.0) -> ExitInfo:
+        return await asyncio.wait_for(
+            asyncio.shield(self._future(instance_id)), timeout
+        )
+
+    def count(self, instance_id: str) -> int:
+        return sum(1 for _, iid, _ in self.calls if iid == instance_id)
+
+    def _future(self, instance_id: str) -> asyncio.Future[ExitInfo]:
+        if instance_id not in self._futures:
+            loop = asyncio.get_running_loop()
+            self._futures[instance_id] = loop.create_future()
+        return self._futures[instance_id]
 
 
 @dataclass

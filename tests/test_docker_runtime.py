@@ -33,7 +33,6 @@ from corral.runtimes.docker import (
 )
 from tests.docker_env import (
     IMAGE,
-    ExitRecorder,
     FakeEngineOutage,
     container_exists,
     docker_problem,
@@ -41,6 +40,7 @@ from tests.docker_env import (
     remove_containers,
     skip_or_fail,
 )
+from tests.harness import ExitRecorder
 
 pytestmark = pytest.mark.docker
 

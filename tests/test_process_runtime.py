@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -24,13 +25,14 @@ from typing import Any
 
 import pytest
 
-from corral.core.model import ContainerSpec, ExitInfo, ExitReason
+from corral.core.model import ContainerSpec, ExitReason
 from corral.runtimes import (
     LaunchRequest,
     ProcessRuntime,
     RuntimeHandle,
     WorkloadStartError,
 )
+from tests.harness import ExitRecorder
 
 WORKLOADS = Path(__file__).parent / "workloads"
 TIMEOUT = 10.0
@@ -65,42 +67,15 @@ async def wait_until(predicate: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
-class ExitRecorder:
-    """An ``on_exit`` callback that records calls and lets tests await them."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, ExitInfo]] = []
-        self._futures: dict[str, asyncio.Future[ExitInfo]] = {}
-        self.times: dict[str, float] = {}
-
-    def __call__(self, name: str, instance_id: str, exit: ExitInfo) -> None:
-        self.calls.append((name, instance_id, exit))
-        self.times.setdefault(instance_id, time.perf_counter())
-        future = self._future(instance_id)
-        if not future.done():
-            future.set_result(exit)
-
-    async def wait(self, instance_id: str) -> ExitInfo:
-        return await asyncio.wait_for(
-            asyncio.shield(self._future(instance_id)), TIMEOUT
-        )
-
-    def count(self, instance_id: str) -> int:
-        return sum(1 for _, iid, _ in self.calls if iid == instance_id)
-
-    def _future(self, instance_id: str) -> asyncio.Future[ExitInfo]:
-        if instance_id not in self._futures:
-            loop = asyncio.get_running_loop()
-            self._futures[instance_id] = loop.create_future()
-        return self._futures[instance_id]
-
-
 @dataclasses.dataclass
 class Harness:
     """Creates runtimes and processes and remembers them for the teardown."""
 
     tmp_path: Path
-    exits: ExitRecorder = dataclasses.field(default_factory=ExitRecorder)
+    # Monotonic times: the latency figure subtracts perf_counter readings.
+    exits: ExitRecorder = dataclasses.field(
+        default_factory=functools.partial(ExitRecorder, time.perf_counter)
+    )
     runtimes: list[ProcessRuntime] = dataclasses.field(default_factory=list)
     recorders: list[ExitRecorder] = dataclasses.field(default_factory=list)
     groups: set[int] = dataclasses.field(default_factory=set)
