@@ -720,7 +720,12 @@ class DockerRuntime:
             )
             info = None
         if info is not None:
-            return _exit_from_state(info.get("State", {}), watch.instance_id)
+            state = dict(info.get("State", {}))
+            # The engine's verdict can lag the kernel's: an oom event seen by
+            # now settles it too.
+            if watch.container_id in self._oom_seen:
+                state["OOMKilled"] = True
+            return _exit_from_state(state, watch.instance_id)
 
         oom = watch.container_id in self._oom_seen
         if death is not None and (death.exit_code is not None or oom):
