@@ -74,9 +74,16 @@ class DockerFleet:
         return process
 
     async def containers(self, name: str) -> list[dict[str, Any]]:
-        """This test's containers of corral container ``name``, running or not."""
+        """This test's instance containers of corral container ``name``,
+        running or not (not its network sandbox)."""
         filters = json.dumps(
-            {"label": [f"{LABEL_NAME}={name}", f"{TEST_LABEL}={self.label}"]}
+            {
+                "label": [
+                    f"{LABEL_NAME}={name}",
+                    f"{TEST_LABEL}={self.label}",
+                    LABEL_INSTANCE,
+                ]
+            }
         )
         listed = await self.docker.containers.list(all=True, filters=filters)
         return [await container.show() for container in listed]
@@ -290,7 +297,13 @@ async def test_an_unreachable_engine_leaves_corral_serving_and_recovers(
             assert [c.exit_code for c in replaced.crash_history] == [7]
             for name in ("steady", "quitter"):
                 filters = json.dumps(
-                    {"label": [f"{LABEL_NAME}={name}", f"{TEST_LABEL}={label}"]}
+                    {
+                        "label": [
+                            f"{LABEL_NAME}={name}",
+                            f"{TEST_LABEL}={label}",
+                            LABEL_INSTANCE,
+                        ]
+                    }
                 )
                 listed = await docker.containers.list(all=True, filters=filters)
                 assert len(listed) == 1, (name, [c.id for c in listed])

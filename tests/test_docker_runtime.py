@@ -11,7 +11,9 @@ by polling a condition with a deadline, never by a fixed sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
 import os
 import time
 import uuid
@@ -21,14 +23,23 @@ from signal import SIGKILL, SIGTERM
 from typing import Any
 
 import aiodocker
+import aiohttp
 import pytest
 
 from corral.core.model import ContainerSpec, ExitReason
-from corral.runtimes import LaunchRequest, RuntimeUnavailableError, WorkloadStartError
+from corral.runtimes import (
+    LaunchRequest,
+    RuntimeUnavailableError,
+    WorkloadStartError,
+    pause,
+)
+from corral.runtimes import docker as docker_runtime
 from corral.runtimes.docker import (
     LABEL_INSTANCE,
     LABEL_MANAGED,
     LABEL_NAME,
+    LABEL_ROLE,
+    ROLE_SANDBOX,
     DockerRuntime,
 )
 from tests.docker_env import (
@@ -58,10 +69,16 @@ class Harness:
     runtimes: list[DockerRuntime] = dataclasses.field(default_factory=list)
 
     def runtime(
-        self, exits: ExitRecorder | None = None, url: str | None = None
+        self,
+        exits: ExitRecorder | None = None,
+        url: str | None = None,
+        *,
+        network_sandbox: bool = True,
     ) -> DockerRuntime:
         runtime = DockerRuntime(
-            on_exit=exits if exits is not None else self.exits, url=url
+            on_exit=exits if exits is not None else self.exits,
+            url=url,
+            network_sandbox=network_sandbox,
         )
         self.runtimes.append(runtime)
         return runtime
@@ -88,6 +105,32 @@ class Harness:
         info = await self.docker.containers.container(container_id).show()
         state: dict[str, Any] = info["State"]
         return state
+
+    async def show(self, container_id: str) -> dict[str, Any]:
+        info: dict[str, Any] = await self.docker.containers.container(
+            container_id
+        ).show()
+        return info
+
+    async def sandbox_of(self, container_id: str) -> str:
+        """The id of the sandbox whose network the instance joined."""
+        mode = (await self.show(container_id))["HostConfig"]["NetworkMode"]
+        assert mode.startswith("container:"), mode
+        return str(mode.removeprefix("container:"))
+
+    async def sandboxes(self, name: str = "web") -> list[str]:
+        """The ids of this test's sandbox containers of ``name``."""
+        filters = json.dumps(
+            {
+                "label": [
+                    self.label,
+                    f"{LABEL_ROLE}={ROLE_SANDBOX}",
+                    f"{LABEL_NAME}={name}",
+                ]
+            }
+        )
+        listed = await self.docker.containers.list(all=True, filters=filters)
+        return [container.id for container in listed]
 
 
 @pytest.fixture
@@ -160,18 +203,29 @@ async def test_memory_hog_over_its_limit_is_oom_killed(harness: Harness) -> None
     assert "OOM" in exit_info.message
 
 
-async def test_resources_reach_the_container(harness: Harness) -> None:
-    runtime = harness.runtime()
+@pytest.mark.parametrize("network_sandbox", [True, False], ids=["sandbox", "own"])
+async def test_resources_reach_the_container(
+    harness: Harness, network_sandbox: bool
+) -> None:
+    runtime = harness.runtime(network_sandbox=network_sandbox)
     request = harness.request(memory="64m", cpus=0.5, ports=("127.0.0.1::8080",))
 
     handle = await runtime.start(request)
 
-    info = await harness.docker.containers.container(handle.runtime_id).show()
-    host = info["HostConfig"]
+    host = (await harness.show(handle.runtime_id))["HostConfig"]
     assert host["Memory"] == 64 * 2**20
     assert host["NanoCpus"] == 500_000_000
     assert host["RestartPolicy"]["Name"] in ("", "no")
-    assert host["PortBindings"] == {
+    # The ports are published by whoever owns the network.
+    owner = host
+    if network_sandbox:
+        owner = (await harness.show(await harness.sandbox_of(handle.runtime_id)))[
+            "HostConfig"
+        ]
+        assert owner["RestartPolicy"]["Name"] in ("", "no")
+    else:
+        assert host["NetworkMode"] in ("default", "bridge")
+    assert owner["PortBindings"] == {
         "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]
     }
 
@@ -253,8 +307,12 @@ async def test_unknown_command_is_a_start_error_leaving_nothing(
     with pytest.raises(WorkloadStartError, match="no-such-command"):
         await runtime.start(request)
 
-    await eventually(lambda: _no_containers(harness), "the failed container is removed")
+    await eventually(lambda: _no_instances(harness), "the failed container is removed")
     assert harness.exits.count(request.instance_id) == 0
+    # The sandbox stays for the retry, until corral releases the name.
+    assert len(await harness.sandboxes()) == 1
+    await runtime.release("web")
+    assert await harness.sandboxes() == []
 
 
 async def test_labels_are_set(harness: Harness) -> None:
@@ -417,6 +475,152 @@ async def test_engine_killed_and_restarted_under_running_containers(
     await eventually(lambda: _no_containers(harness), "the containers are removed")
 
 
+HTTPD = (
+    "sh",
+    "-c",
+    "mkdir -p /www && echo served > /www/index && httpd -f -p 8080 -h /www",
+)
+"""Serves ``GET /index`` on port 8080 inside the container."""
+
+
+async def test_a_restart_keeps_the_sandbox_its_address_and_host_port(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime()
+    first = harness.request(HTTPD, ports=("127.0.0.1::8080",))
+    handle = await runtime.start(first)
+    sandbox_id = await harness.sandbox_of(handle.runtime_id)
+    sandbox = await harness.show(sandbox_id)
+    host_port = sandbox["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+    address = sandbox["NetworkSettings"]["IPAddress"]
+    await eventually(lambda: _serves(host_port), "the instance serves on its port")
+
+    # The instance dies; its replacement joins the same sandbox.
+    await harness.docker.containers.container(handle.runtime_id).kill(signal="SIGKILL")
+    await harness.exits.wait(first.instance_id)
+    second = harness.request(HTTPD, ports=("127.0.0.1::8080",))
+    replacement = await runtime.start(second)
+
+    assert await harness.sandbox_of(replacement.runtime_id) == sandbox_id
+    again = await harness.show(sandbox_id)
+    assert again["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"] == host_port
+    assert again["NetworkSettings"]["IPAddress"] == address
+    await eventually(lambda: _serves(host_port), "the replacement serves there too")
+    assert await harness.sandboxes() == [sandbox_id]
+
+
+async def test_changed_ports_get_a_new_sandbox_and_the_old_one_goes(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime()
+    first = harness.request(ports=("127.0.0.1::8080",))
+    handle = await runtime.start(first)
+    old_sandbox = await harness.sandbox_of(handle.runtime_id)
+    await runtime.stop("web", first.instance_id, SIGKILL, 0)
+
+    second = harness.request(ports=("127.0.0.1::9090",))
+    replacement = await runtime.start(second)
+
+    new_sandbox = await harness.sandbox_of(replacement.runtime_id)
+    assert new_sandbox != old_sandbox
+    ports = (await harness.show(new_sandbox))["HostConfig"]["PortBindings"]
+    assert list(ports) == ["9090/tcp"]
+    assert await harness.sandboxes() == [new_sandbox]
+
+
+async def test_release_keeps_a_sandbox_in_use_and_removes_an_unused_one(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime()
+    request = harness.request()
+    handle = await runtime.start(request)
+    sandbox_id = await harness.sandbox_of(handle.runtime_id)
+
+    await runtime.release("web")
+    assert await harness.sandboxes() == [sandbox_id]
+    assert await _running(harness, handle.runtime_id)
+
+    await runtime.stop("web", request.instance_id, SIGKILL, 0)
+    await runtime.release("web")
+    assert await harness.sandboxes() == []
+    await runtime.release("web")  # Nothing left: fine.
+    await runtime.release("never-started")
+
+
+async def test_an_unused_sandbox_is_removed_after_its_idle_time(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(docker_runtime, "_SANDBOX_IDLE", 0.2)
+    runtime = harness.runtime()
+    request = harness.request(("sh", "-c", "exit 3"))
+
+    await runtime.start(request)
+    assert (await harness.exits.wait(request.instance_id)).exit_code == 3
+
+    async def released() -> bool:
+        return await harness.sandboxes() == []
+
+    await eventually(released, "the idle sandbox is removed")
+
+
+async def test_a_sandbox_that_dies_takes_its_instance_down_saying_why(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime()
+    request = harness.request()
+    handle = await runtime.start(request)
+    sandbox_id = await harness.sandbox_of(handle.runtime_id)
+
+    await harness.docker.containers.container(sandbox_id).kill(signal="SIGKILL")
+
+    exit_info = await harness.exits.wait(request.instance_id)
+    assert (exit_info.reason, exit_info.signal) == (ExitReason.SIGNALED, SIGKILL)
+    assert "network sandbox" in exit_info.message
+    await eventually(lambda: _gone(harness, sandbox_id), "the dead sandbox is removed")
+    # The next instance gets a new sandbox.
+    replacement = await runtime.start(harness.request())
+    assert await harness.sandbox_of(replacement.runtime_id) != sandbox_id
+
+
+async def test_a_new_operator_adopts_the_sandbox_with_the_instance(
+    harness: Harness,
+) -> None:
+    first = harness.runtime()
+    request = harness.request()
+    handle = await first.start(request)
+    sandbox_id = await harness.sandbox_of(handle.runtime_id)
+    await first.close()
+
+    second = harness.runtime()
+    assert await second.adopt("web", request.instance_id, handle.runtime_id, "")
+    assert await second.orphans(known_instances={request.instance_id}) == []
+    await second.stop("web", request.instance_id, SIGKILL, 0)
+    replacement = await second.start(harness.request())
+
+    assert await harness.sandbox_of(replacement.runtime_id) == sandbox_id
+    assert await harness.sandboxes() == [sandbox_id]
+
+
+async def test_the_pause_image_is_made_when_the_engine_lacks_it(
+    harness: Harness,
+) -> None:
+    with contextlib.suppress(aiodocker.DockerError):  # Absent already: fine.
+        await harness.docker.images.delete(pause.PAUSE_IMAGE, force=True)
+    runtime = harness.runtime()
+
+    handle = await runtime.start(harness.request())
+
+    image = await harness.docker.images.inspect(pause.PAUSE_IMAGE)
+    assert image["Config"]["Entrypoint"] == ["/pause"]
+    sandbox = await harness.show(await harness.sandbox_of(handle.runtime_id))
+    assert sandbox["State"]["Running"]
+    # The pause process ends at once, and cleanly, on a polite stop.
+    started = time.monotonic()
+    await harness.docker.containers.container(sandbox["Id"]).stop(t=30)
+    assert time.monotonic() - started < 10
+    assert (await harness.state(sandbox["Id"]))["ExitCode"] == 0
+
+
 async def test_close_leaves_containers_running(harness: Harness) -> None:
     runtime = harness.runtime()
     request = harness.request()
@@ -445,6 +649,16 @@ def _is_live(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
+async def _serves(host_port: str) -> bool:
+    """True when ``GET /index`` on the host port answers ``served``."""
+    url = f"http://127.0.0.1:{host_port}/index"
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as reply:
+            return reply.status == 200 and (await reply.text()).strip() == "served"
+    except aiohttp.ClientError:
+        return False
+
+
 async def _running(harness: Harness, container_id: str) -> bool:
     return bool((await harness.state(container_id))["Running"])
 
@@ -455,6 +669,12 @@ async def _stopped(harness: Harness, container_id: str) -> bool:
 
 async def _gone(harness: Harness, container_id: str) -> bool:
     return not await container_exists(harness.docker, container_id)
+
+
+async def _no_instances(harness: Harness) -> bool:
+    filters = json.dumps({"label": [harness.label, LABEL_INSTANCE]})
+    listed = await harness.docker.containers.list(all=True, filters=filters)
+    return not listed
 
 
 async def _no_containers(harness: Harness) -> bool:

@@ -92,6 +92,9 @@ class InertRuntime:
     async def remove(self, runtime_id: str) -> None:
         pass
 
+    async def release(self, name: str) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 

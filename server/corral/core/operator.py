@@ -1271,6 +1271,8 @@ class Operator:
                 [stopped], [event_for(stopped, EventType.STOPPED, now, exit=exit)]
             )
             self._forget_instance(instance_id)
+            if record.desired_state is DesiredState.STOPPED:
+                self._release(name)
             return
 
         # An exit the runtime could not see takes the code the workload reported.
@@ -1315,6 +1317,7 @@ class Operator:
             done = dataclasses.replace(exited, state=final)
             self._commit([done], [dataclasses.replace(e, state=final) for e in events])
             self._forget_instance(instance_id)
+            self._release(name)
             return
         if status.active:
             looping = dataclasses.replace(exited, state=ContainerState.CRASH_LOOP)
@@ -1382,6 +1385,20 @@ class Operator:
         self._commit([waiting], events)
         self._forget_instance(instance_id)
         self._schedule_restart(name, delay.total_seconds())
+
+    def _release(self, name: str) -> None:
+        """Lets the runtime free what it keeps for a container that stopped
+        for good (the docker runtime's network sandbox and host ports)."""
+        spawn(self._release_now(name), name=f"release:{name}")
+
+    async def _release_now(self, name: str) -> None:
+        try:
+            await self._runtime.release(name)
+        except RuntimeUnavailableError as error:
+            logger.info(
+                "runtime kept what it holds for a stopped container",
+                extra={"container": name, "error": str(error)},
+            )
 
     def _forget_instance(self, instance_id: str) -> None:
         # Keep the id in _ended only while _launch may still be returning.

@@ -119,6 +119,12 @@ class Runtime(Protocol):
         """Kills and removes one orphan; one already gone is not an error."""
         ...
 
+    async def release(self, name: str) -> None:
+        """Frees what the runtime keeps for a container between its instances
+        (the docker runtime's network sandbox and host ports), unless an
+        instance runs. Corral calls it when a container stops for good."""
+        ...
+
     async def close(self) -> None:
         """Stops watching. Workloads keep running: corral's own restart must
         not restart the fleet."""

@@ -354,6 +354,9 @@ class ProcessRuntime:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.killpg(int(runtime_id), SIGKILL)
 
+    async def release(self, name: str) -> None:
+        """Nothing to free: a process keeps nothing between instances."""
+
     async def close(self) -> None:
         """Stops watching and rotating. The workloads keep running."""
         if self._closed:
