@@ -100,7 +100,10 @@ class FakeEngineOutage:
 
     Point a runtime at :attr:`url`. :meth:`go_down` closes every proxied
     connection (the event stream included) and refuses new ones until
-    :meth:`come_back`; the engine behind keeps running.
+    :meth:`come_back`; the engine behind keeps running. :meth:`stall` makes
+    the engine seem hung instead: connections stay open and what was already
+    on its way back (the event stream) still flows, but requests are held,
+    unanswered, until :meth:`resume` delivers them.
     """
 
     def __init__(self, path: Path, upstream: str = ENGINE_SOCKET) -> None:
@@ -109,6 +112,8 @@ class FakeEngineOutage:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -116,6 +121,12 @@ class FakeEngineOutage:
 
     async def come_back(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def go_down(self) -> None:
         if self._server is not None:
@@ -142,7 +153,7 @@ class FakeEngineOutage:
             return
         self._writers.update((client_writer, engine_writer))
         pumps = [
-            asyncio.create_task(_pump(client_reader, engine_writer)),
+            asyncio.create_task(_pump(client_reader, engine_writer, self._flowing)),
             asyncio.create_task(_pump(engine_reader, client_writer)),
         ]
         self._pumps.update(pumps)
@@ -158,9 +169,15 @@ class FakeEngineOutage:
                 self._writers.discard(writer)
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    gate: asyncio.Event | None = None,
+) -> None:
     with contextlib.suppress(OSError):  # Either side hung up: the pump ends.
         while chunk := await reader.read(65536):
+            if gate is not None:
+                await gate.wait()
             writer.write(chunk)
             await writer.drain()
 

@@ -23,6 +23,7 @@ import aiodocker
 import grpc
 import pytest
 
+from corral.core import operator as operator_module
 from corral.core.model import EventType
 from corral.runtimes.docker import LABEL_INSTANCE, LABEL_MANAGED, LABEL_NAME
 from corral.v1 import container_pb2, event_pb2, operator_pb2, operator_pb2_grpc
@@ -307,7 +308,95 @@ async def test_an_unreachable_engine_leaves_corral_serving_and_recovers(
                 )
                 listed = await docker.containers.list(all=True, filters=filters)
                 assert len(listed) == 1, (name, [c.id for c in listed])
+
+            # A Stop during an outage is recorded, then carried out on return.
+            await outage.go_down()
+            await h.wait_event("steady", EventType.UNKNOWN, timeout=30)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await h.stub.StopContainer(
+                    operator_pb2.StopContainerRequest(name="steady", grace_period="1s"),
+                    timeout=60,
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert (await h.get("steady")).desired_state == (
+                container_pb2.DesiredState.DESIRED_STATE_STOPPED
+            )
+            await outage.come_back()
+
+            async def stopped() -> bool:
+                return (await h.get("steady")).state == State.CONTAINER_STATE_STOPPED
+
+            await eventually(stopped, "the recorded stop carried out", timeout=30)
+            filters = json.dumps(
+                {"label": [f"{LABEL_NAME}=steady", f"{TEST_LABEL}={label}"]}
+            )
+
+            async def gone() -> bool:
+                return await docker.containers.list(filters=filters) == []
+
+            await eventually(gone, "the stopped container gone", timeout=30)
         finally:
+            await servers.close()
+            await outage.go_down()
+            await remove_containers(docker, f"{TEST_LABEL}={label}")
+
+
+async def test_a_stop_a_hung_engine_never_answers_is_given_up_then_carried_out(
+    servers: ServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problem = await docker_problem()
+    if problem is not None:
+        skip_or_fail(problem)
+    label = uuid.uuid4().hex
+    outage = FakeEngineOutage(tmp_path / "engine.sock")
+    await outage.come_back()
+    monkeypatch.setenv("DOCKER_HOST", outage.url)
+    monkeypatch.setattr(operator_module, "_STOP_MARGIN", 1.0)
+    filters = json.dumps(
+        {"label": [f"{LABEL_NAME}=steady", f"{TEST_LABEL}={label}", LABEL_INSTANCE]}
+    )
+
+    async with aiodocker.Docker(url="unix:///var/run/docker.sock") as docker:
+        try:
+            h = await servers.start(
+                member_tables(label, steady=SLEEP),
+                runtime="docker",
+                reconcile_interval="0s",
+            )
+            assert (await h.get("steady")).state == State.CONTAINER_STATE_RUNNING
+
+            # The engine hangs: the stop is answered within its deadline.
+            outage.stall()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await h.stub.StopContainer(
+                    operator_pb2.StopContainerRequest(name="steady", grace_period="0s"),
+                    timeout=30,
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "did not confirm the stop" in (refused.value.details() or "")
+            stopping = await h.get("steady")
+            assert stopping.desired_state == (
+                container_pb2.DesiredState.DESIRED_STATE_STOPPED
+            )
+            assert stopping.state == State.CONTAINER_STATE_STOPPING
+            assert len(await docker.containers.list(filters=filters)) == 1
+
+            # It answers again: the recorded stop is carried out.
+            outage.resume()
+
+            async def stopped() -> bool:
+                return (await h.get("steady")).state == State.CONTAINER_STATE_STOPPED
+
+            await eventually(stopped, "the recorded stop carried out", timeout=60)
+
+            async def gone() -> bool:
+                return await docker.containers.list(filters=filters) == []
+
+            await eventually(gone, "the stopped container gone", timeout=30)
+        finally:
+            outage.resume()
             await servers.close()
             await outage.go_down()
             await remove_containers(docker, f"{TEST_LABEL}={label}")

@@ -99,6 +99,11 @@ _AVAILABILITY_CHECK = 1.0
 keeps from its event stream; looking costs nothing)."""
 
 _UNAVAILABLE_RETRY = timedelta(seconds=1)
+
+_STOP_MARGIN = 30.0
+"""Seconds past the grace period a runtime's stop may take (the SIGKILL and
+its confirmation) before corral gives up waiting. The stop stays recorded;
+the exit, whenever it comes, settles the container."""
 """Shortest wait before retrying a start the runtime was unreachable for."""
 
 
@@ -175,6 +180,8 @@ class Operator:
         self._rearm_timers: dict[str, asyncio.TimerHandle] = {}
         self._ordered: dict[str, ExitReason] = {}
         """Instances whose end corral ordered, with the reason to record."""
+        self._stop_retries: set[str] = set()
+        """Containers whose recorded stop timed out, to be tried again."""
         self._ended: set[str] = set()
         self._instances: dict[str, InstanceRow] = {}
         self._reports_seen: dict[str, int] = {}
@@ -373,6 +380,11 @@ class Operator:
         while True:
             await asyncio.sleep(_AVAILABILITY_CHECK)
             available = self._runtime.available
+            if available and self._stop_retries:
+                # Stops that timed out on a runtime that still answers.
+                for name in sorted(self._stop_retries):
+                    spawn(self._retry_stop(name), name=f"retry-stop:{name}")
+                self._stop_retries.clear()
             if available == was_available:
                 continue
             was_available = available
@@ -390,6 +402,13 @@ class Operator:
                     current = self._records.get(name)
                     if current is not None and _unsettled(current):
                         await self._settle_unknown(current)
+
+    async def _retry_stop(self, name: str) -> None:
+        async with self._lock(name):
+            current = self._records.get(name)
+            if current is not None and _unsettled(current):
+                with contextlib.suppress(UnavailableError):
+                    await self._settle_unknown(current)
 
     async def _settle_unknown(self, record: ContainerRecord) -> None:
         """A container whose state was unknown (or whose stop an outage
@@ -1186,13 +1205,22 @@ class Operator:
         grace = (
             grace_period if grace_period is not None else record.spec.stop_grace_period
         )
+        deadline = grace.total_seconds() + _STOP_MARGIN
         try:
-            await self._runtime.stop(
-                record.name,
-                record.instance_id,
-                specs.signal_number(record.spec.stop_signal),
-                grace.total_seconds(),
-            )
+            async with asyncio.timeout(deadline):
+                await self._runtime.stop(
+                    record.name,
+                    record.instance_id,
+                    specs.signal_number(record.spec.stop_signal),
+                    grace.total_seconds(),
+                )
+        except TimeoutError as error:
+            self._stop_retries.add(record.name)
+            raise UnavailableError(
+                f"the runtime did not confirm the stop of {record.name!r} within "
+                f"{deadline:g} s; the stop is recorded and is tried again",
+                resource_name=record.name,
+            ) from error
         except RuntimeUnavailableError as error:
             # The intent is stored; the stop completes when the runtime is back.
             raise UnavailableError(

@@ -419,6 +419,11 @@ class DockerRuntime:
             return
         if signal not in valid_signals():
             raise ValueError(f"invalid stop signal {signal}")
+        if not self._available:
+            # Known to be down: say so now rather than wait on it.
+            raise RuntimeUnavailableError(
+                f"cannot reach the Docker engine at {self._url} to stop {name!r}"
+            )
         extra = {
             "workload": name,
             "instance_id": instance_id,
