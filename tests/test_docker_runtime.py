@@ -604,21 +604,69 @@ async def test_a_new_operator_adopts_the_sandbox_with_the_instance(
 async def test_the_pause_image_is_made_when_the_engine_lacks_it(
     harness: Harness,
 ) -> None:
-    with contextlib.suppress(aiodocker.DockerError):  # Absent already: fine.
-        await harness.docker.images.delete(pause.PAUSE_IMAGE, force=True)
+    await _delete_pause_image(harness)
     runtime = harness.runtime()
 
-    handle = await runtime.start(harness.request())
+    request = harness.request()
+    handle = await runtime.start(request)
 
     image = await harness.docker.images.inspect(pause.PAUSE_IMAGE)
     assert image["Config"]["Entrypoint"] == ["/pause"]
     sandbox = await harness.show(await harness.sandbox_of(handle.runtime_id))
     assert sandbox["State"]["Running"]
     # The pause process ends at once, and cleanly, on a polite stop.
+    await runtime.stop("web", request.instance_id, SIGKILL, 0)
     started = time.monotonic()
     await harness.docker.containers.container(sandbox["Id"]).stop(t=30)
     assert time.monotonic() - started < 10
     assert (await harness.state(sandbox["Id"]))["ExitCode"] == 0
+
+    # Pruned while corral runs: made again for the next sandbox.
+    await runtime.release("web")
+    await _delete_pause_image(harness)
+    replacement = await runtime.start(harness.request())
+    assert (await harness.state(await harness.sandbox_of(replacement.runtime_id)))[
+        "Running"
+    ]
+
+
+async def test_a_container_of_someone_else_s_under_the_sandbox_name_is_left_alone(
+    harness: Harness,
+) -> None:
+    key, _, value = harness.label.partition("=")
+    squatter = await harness.docker.containers.create(
+        {"Image": IMAGE, "Cmd": list(SLEEPER), "Labels": {key: value}},
+        name="corral-web-sandbox",
+    )
+    runtime = harness.runtime()
+
+    with pytest.raises(WorkloadStartError, match="sandbox of 'web' cannot be created"):
+        await runtime.start(harness.request())
+
+    assert await container_exists(harness.docker, squatter.id)
+    await eventually(lambda: _no_instances(harness), "nothing else is left")
+
+
+async def test_release_keeps_a_sandbox_an_unwatched_instance_still_uses(
+    harness: Harness,
+) -> None:
+    first = harness.runtime()
+    handle = await first.start(harness.request())
+    sandbox_id = await harness.sandbox_of(handle.runtime_id)
+    await first.close()
+
+    # A new runtime that did not adopt the instance (its adoption failed).
+    second = harness.runtime()
+    await second.orphans(known_instances=set())
+    await second.release("web")
+
+    assert await harness.sandboxes() == [sandbox_id]
+    assert await _running(harness, handle.runtime_id)
+
+
+async def _delete_pause_image(harness: Harness) -> None:
+    with contextlib.suppress(aiodocker.DockerError):  # Absent already: fine.
+        await harness.docker.images.delete(pause.PAUSE_IMAGE, force=True)
 
 
 async def test_close_leaves_containers_running(harness: Harness) -> None:

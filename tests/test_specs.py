@@ -22,6 +22,7 @@ from corral.core.model import (
 from corral.core.policy import backoff_delay
 from corral.core.specs import (
     MAX_ENV_BYTES,
+    RESERVED_LABELS,
     PortMapping,
     format_duration,
     parse_duration,
@@ -385,6 +386,25 @@ def test_env_size_is_capped_at_one_mebibyte() -> None:
 def test_label_keys_must_not_be_empty() -> None:
     assert fields(validate_spec(valid_spec(labels={"": "x"}))) == ["spec.labels"]
     assert validate_spec(valid_spec(labels={"team": ""})) == []
+
+
+@pytest.mark.parametrize("key", sorted(RESERVED_LABELS))
+def test_corral_s_own_label_keys_are_refused(key: str) -> None:
+    violations = validate_spec(valid_spec(labels={key: "sandbox", "team": "x"}))
+
+    assert fields(violations) == ["spec.labels"]
+    assert key in violations[0].description
+    assert "reserved" in violations[0].description
+    # Other keys under corral. stay the user's.
+    assert validate_spec(valid_spec(labels={"corral.test": "x"})) == []
+
+
+def test_every_label_the_docker_runtime_sets_is_reserved() -> None:
+    from corral.runtimes import docker
+
+    ours = {docker.LABEL_MANAGED, docker.LABEL_NAME, docker.LABEL_INSTANCE}
+    ours |= {docker.LABEL_ROLE, docker.LABEL_SANDBOX_CONFIG}
+    assert ours == RESERVED_LABELS
 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "TERM", "sigint", "SIGKILL", "HUP"])

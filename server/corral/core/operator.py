@@ -195,6 +195,7 @@ class Operator:
         """Consecutive restarts per container, for the backoff; starts over
         after an operator restart, which only makes the next delay shorter."""
         self._tasks: list[asyncio.Task[Any]] = []
+        self._releases: set[asyncio.Task[None]] = set()
         self._closing = False
         self.hub = EventHub(head=0)
 
@@ -246,7 +247,7 @@ class Operator:
     async def close(self) -> None:
         """Stops timers and watchers. Workloads keep running."""
         self._closing = True
-        await cancel_all(self._tasks)
+        await cancel_all([*self._tasks, *self._releases])
         for handle in [*self._timers.values(), *self._rearm_timers.values()]:
             handle.cancel()
         self._timers.clear()
@@ -1417,7 +1418,11 @@ class Operator:
     def _release(self, name: str) -> None:
         """Lets the runtime free what it keeps for a container that stopped
         for good (the docker runtime's network sandbox and host ports)."""
-        spawn(self._release_now(name), name=f"release:{name}")
+        if self._closing:
+            return
+        task = spawn(self._release_now(name), name=f"release:{name}")
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     async def _release_now(self, name: str) -> None:
         try:

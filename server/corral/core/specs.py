@@ -40,6 +40,7 @@ from corral.core.policy import backoff_delay
 __all__ = [
     "MAX_ENV_BYTES",
     "MIN_MEMORY_BYTES",
+    "RESERVED_LABELS",
     "PortMapping",
     "format_duration",
     "parse_duration",
@@ -54,6 +55,18 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+RESERVED_LABELS = frozenset(
+    {
+        "corral.managed",
+        "corral.name",
+        "corral.instance",
+        "corral.role",
+        "corral.sandbox",
+    }
+)
+"""Label keys corral sets on the containers it runs; a spec may not set them,
+or a workload could pass for a sandbox or for another instance."""
 
 MAX_ALLOWED_CRASHES = 100
 """Largest ``allowed_crashes``: the crash history holds that many entries and
@@ -632,6 +645,13 @@ def validate_spec(
         FieldViolation(f"{p}.labels", "label keys must not be empty")
         for key in spec.labels
         if not key
+    ]
+    violations += [
+        FieldViolation(
+            f"{p}.labels",
+            f"label {key!r} is reserved: corral sets it on its own containers",
+        )
+        for key in sorted(RESERVED_LABELS.intersection(spec.labels))
     ]
 
     if _signal_or_none(spec.stop_signal) is None:

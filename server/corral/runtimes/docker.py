@@ -380,7 +380,7 @@ class DockerRuntime:
                 ) from failure
             launched = True
         finally:
-            if not launched and not watch.claimed:
+            if not launched and not watch.launched.done():
                 self._abandon(watch)
 
         handle = RuntimeHandle(
@@ -598,12 +598,23 @@ class DockerRuntime:
         self._check_open()
         self._cancel_idle(name)
         async with self._name_lock(name):
-            if self._has_instance(name):
+            sandbox = self._sandboxes.get(name)
+            if sandbox is None or self._has_instance(name):
                 return
-            sandbox = self._sandboxes.pop(name, None)
-            if sandbox is None:
+            try:
+                # An instance this runtime does not watch (its adoption
+                # failed) may still run in the sandbox.
+                in_use = await self._runs_unwatched(name)
+            except RuntimeUnavailableError:
+                in_use = True
+            if in_use:
+                self._arm_idle(name)
                 return
-            await self._remove_quietly(sandbox.container_id)
+            del self._sandboxes[name]
+            if not await self._remove_quietly(sandbox.container_id, retry=False):
+                self._sandboxes[name] = sandbox  # Tried again when idle again.
+                self._arm_idle(name)
+                return
         logger.info(
             "network sandbox removed",
             extra={"workload": name, "container_id": sandbox.container_id[:12]},
@@ -717,8 +728,16 @@ class DockerRuntime:
                 if exc.status not in (404, 409):
                     raise
 
-    async def _remove_quietly(self, container_id: str) -> None:
-        """Removes a stopped container; failures only cost a leftover."""
+    async def _remove_quietly(self, container_id: str, *, retry: bool = True) -> bool:
+        """Removes a container; failures only cost a leftover.
+
+        Args:
+            retry: remember a failed removal and retry it when the engine is
+                back (sandboxes say False: they may be reused meanwhile).
+
+        Returns:
+            True when the container is gone.
+        """
         extra = {"container_id": container_id[:12]}
         try:
             async with self._engine():
@@ -731,12 +750,15 @@ class DockerRuntime:
                         raise
         except RuntimeUnavailableError as exc:
             # Retried when the engine is back (if we are still running then).
-            self._unremoved.add(container_id)
+            if retry:
+                self._unremoved.add(container_id)
             logger.warning(
                 "cannot remove container", extra={**extra, "error": str(exc)}
             )
-        else:
-            self._unremoved.discard(container_id)
+            return False
+        self._unremoved.discard(container_id)
+
+        return True
 
     # -- network sandboxes -------------------------------------------------------
 
@@ -773,6 +795,7 @@ class DockerRuntime:
             reusable = (
                 labels.get(LABEL_SANDBOX_CONFIG) == digest
                 and container["State"] == "running"
+                and container.id not in self._unremoved
             )
             if found is None and reusable:
                 found = _Sandbox(container.id, digest)
@@ -784,10 +807,18 @@ class DockerRuntime:
 
         return found
 
-    async def _create_sandbox(self, request: LaunchRequest, digest: str) -> _Sandbox:
-        """Creates and starts a sandbox; a failed one is removed again."""
+    async def _create_sandbox(
+        self, request: LaunchRequest, digest: str, *, retry: bool = True
+    ) -> _Sandbox:
+        """Creates and starts a sandbox; a failed one is removed again.
+
+        A leftover of corral's under the sandbox's name is removed, and a
+        pause image that vanished (``docker image prune``) is loaded again,
+        each once before giving up.
+        """
         name = request.name
         config = _sandbox_config(request, digest)
+        refusal: aiodocker.DockerError | None = None
         async with self._engine():
             try:
                 container = await self._docker.containers.create(
@@ -796,9 +827,13 @@ class DockerRuntime:
             except aiodocker.DockerError as exc:
                 if exc.status == _UNREACHABLE:
                     raise
-                raise WorkloadStartError(
-                    f"the network sandbox of {name!r} cannot be created: {exc.message}"
-                ) from exc
+                refusal = exc
+        if refusal is not None:
+            if retry and await self._clear_way_for_sandbox(name, refusal):
+                return await self._create_sandbox(request, digest, retry=False)
+            raise WorkloadStartError(
+                f"the network sandbox of {name!r} cannot be created: {refusal.message}"
+            ) from refusal
         failure: aiodocker.DockerError | None = None
         try:
             async with self._engine():
@@ -823,6 +858,35 @@ class DockerRuntime:
         )
 
         return _Sandbox(container.id, digest)
+
+    async def _clear_way_for_sandbox(
+        self, name: str, refusal: aiodocker.DockerError
+    ) -> bool:
+        """Removes what made a sandbox's creation fail, when it can.
+
+        Returns:
+            True when creating it again may succeed.
+        """
+        if refusal.status == 404 and "image" in refusal.message.lower():
+            self._pause_loaded = False
+            return await self._sandboxes_usable()
+        if refusal.status != 409:
+            return False
+        info = await self._inspect(_sandbox_name(name))
+        labels = (info or {}).get("Config", {}).get("Labels") or {}
+        if info is None or labels.get(LABEL_ROLE) != ROLE_SANDBOX:
+            return info is None  # Gone meanwhile; someone else's stays.
+        self._on_sandbox_died(name, str(info["Id"]))
+        return await self._remove_quietly(str(info["Id"]), retry=False)
+
+    async def _runs_unwatched(self, name: str) -> bool:
+        """True when an instance of ``name`` runs that this runtime does not
+        watch."""
+        async with self._engine():
+            listed = await self._docker.containers.list(
+                filters=_label_filter(f"{LABEL_NAME}={name}", LABEL_INSTANCE)
+            )
+        return any(container.id not in self._by_container for container in listed)
 
     async def _sandboxes_usable(self) -> bool:
         """Loads the pause image once; False when sandboxes are off or the
@@ -857,7 +921,18 @@ class DockerRuntime:
             )
             self._use_sandboxes = False
             return
-        await self._docker.images.import_image(archive)
+        try:
+            await self._docker.images.import_image(archive)
+        except aiodocker.DockerError as exc:
+            if exc.status == _UNREACHABLE:
+                raise
+            logger.warning(
+                "no network sandboxes: the engine refused the pause image; each "
+                "instance gets a network of its own, and restarts are slower",
+                extra={"error": exc.message},
+            )
+            self._use_sandboxes = False
+            return
         logger.info(
             "pause image loaded",
             extra={"image": pause.PAUSE_IMAGE, "architecture": architecture},
@@ -880,7 +955,7 @@ class DockerRuntime:
         known = self._sandboxes.get(name)
         if known is not None and known.container_id == container_id:
             return
-        if state != "running" or known is not None:
+        if state != "running" or known is not None or container_id in self._unremoved:
             await self._remove_quietly(container_id)
             return
         self._sandboxes[name] = _Sandbox(
@@ -908,16 +983,22 @@ class DockerRuntime:
     def _on_sandbox_died(self, name: str, container_id: str) -> None:
         """A sandbox ended: the instances in it lost their network."""
         sandbox = self._sandboxes.get(name)
-        if sandbox is None or sandbox.container_id != container_id:
+        current = sandbox is not None and sandbox.container_id == container_id
+        lost = [
+            watch
+            for watch in self._watches.values()
+            if watch.sandbox_id == container_id and not watch.claimed
+        ]
+        if not current and not lost:
             return  # One this runtime removed or replaced: expected.
-        del self._sandboxes[name]
+        if current:
+            del self._sandboxes[name]
         logger.warning(
             "network sandbox ended",
             extra={"workload": name, "container_id": container_id[:12]},
         )
-        for watch in list(self._watches.values()):
-            if watch.sandbox_id == container_id and not watch.claimed:
-                self._lose_sandbox(watch)
+        for watch in lost:
+            self._lose_sandbox(watch)
         self._background(
             self._remove_quietly(container_id),
             name=f"corral-docker-remove-{container_id[:12]}",
@@ -935,7 +1016,7 @@ class DockerRuntime:
         try:
             await self._kill(watch, SIGKILL)
         except RuntimeUnavailableError as exc:
-            # The reconnect's recheck settles it when the engine is back.
+            # The reconnect's recheck kills it again when the engine is back.
             logger.warning(
                 "cannot kill container",
                 extra={"instance_id": watch.instance_id, "error": str(exc)},
@@ -947,9 +1028,17 @@ class DockerRuntime:
         Raises:
             RuntimeUnavailableError: the engine went away again.
         """
-        for name, sandbox in list(self._sandboxes.items()):
-            if not await self._sandbox_alive(sandbox):
-                self._on_sandbox_died(name, sandbox.container_id)
+        in_use = {s.container_id: name for name, s in self._sandboxes.items()}
+        for watch in list(self._watches.values()):
+            if watch.claimed:
+                continue
+            if watch.lost_sandbox:
+                self._lose_sandbox(watch)  # Its kill did not get through.
+            elif watch.sandbox_id:
+                in_use.setdefault(watch.sandbox_id, watch.name)
+        for container_id, name in in_use.items():
+            if not await self._sandbox_alive(_Sandbox(container_id, "")):
+                self._on_sandbox_died(name, container_id)
 
     def _has_instance(self, name: str) -> bool:
         """True while an instance of ``name`` runs (or is being started)."""
@@ -984,7 +1073,7 @@ class DockerRuntime:
         if not self._closed:
             self._background(self.release(name), name=f"corral-docker-release-{name}")
 
-    def _background(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+    def _background(self, coro: Coroutine[Any, Any, object], *, name: str) -> None:
         """Runs ``coro`` in a task that :meth:`close` cancels."""
         task = spawn(coro, name=name)
         self._settling.add(task)
@@ -1011,8 +1100,13 @@ class DockerRuntime:
         return True
 
     def _abandon(self, watch: _Watch) -> None:
-        """Undoes a start that failed: the caller reports it, not ``on_exit``."""
-        watch.launched.set_result(False)
+        """Undoes a start that failed: the caller reports it, not ``on_exit``.
+
+        Resolves ``launched`` even when another observer already claimed
+        the end, whose settling waits on it.
+        """
+        if not watch.launched.done():
+            watch.launched.set_result(False)
         if self._claim(watch):
             self._begin_settle(watch, claimed=True)
 
