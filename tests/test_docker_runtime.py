@@ -180,9 +180,12 @@ async def test_instant_exit_is_not_lost(harness: Harness) -> None:
     assert (exit_info.reason, exit_info.exit_code) == (ExitReason.EXITED, 0)
 
 
-async def test_kill_by_someone_else_is_signaled_not_oom(harness: Harness) -> None:
+@pytest.mark.parametrize("memory", ["", "64m"], ids=["unlimited", "limited"])
+async def test_kill_by_someone_else_is_signaled_not_oom(
+    harness: Harness, memory: str
+) -> None:
     runtime = harness.runtime()
-    request = harness.request()
+    request = harness.request(memory=memory)
     handle = await runtime.start(request)
 
     await harness.docker.containers.container(handle.runtime_id).kill(signal="SIGKILL")

@@ -147,6 +147,11 @@ _SANDBOX_IDLE = 30.0
 """Seconds a sandbox is kept without an instance before it is removed, so a
 restart after a backoff below it still finds its network ready."""
 
+_OOM_EVENT_WAIT = 0.5
+"""Seconds a SIGKILLed container with a memory limit waits for a late
+``oom`` event before its exit counts as a plain SIGKILL. The kernel's OOM
+notice and the process's exit reach the engine separately, in either order."""
+
 _RECENT_DIES = 1024
 """``die`` events of containers not (yet) watched that are remembered, so an
 adoption racing the container's end still sees it."""
@@ -213,6 +218,10 @@ class _Watch:
     """Set by the first observer of the end; only it settles the instance."""
     lost_sandbox: bool = False
     """The sandbox died under the instance, so corral killed it."""
+    memory_limited: bool = False
+    """The container has a memory limit, so a SIGKILL may be the OOM killer's."""
+    oom: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    """Set by the container's ``oom`` event."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -353,6 +362,7 @@ class DockerRuntime:
             launched=self._loop.create_future(),
             exited=self._loop.create_future(),
             sandbox_id=sandbox.container_id if sandbox else "",
+            memory_limited=bool(spec.memory),
         )
         self._register(watch)
         launched = False
@@ -511,6 +521,7 @@ class DockerRuntime:
             launched=self._loop.create_future(),
             exited=self._loop.create_future(),
             handle=handle,
+            memory_limited=bool(info.get("HostConfig", {}).get("Memory")),
         )
         watch.launched.set_result(True)
         self._register(watch)
@@ -1188,8 +1199,16 @@ class DockerRuntime:
             info = None
         if info is not None:
             state = dict(info.get("State", {}))
-            # The engine's verdict can lag the kernel's: an oom event seen by
-            # now settles it too.
+            # The engine's verdict can lag the kernel's: an oom event that
+            # arrives a little after the exit settles it too.
+            late_oom_possible = (
+                watch.memory_limited
+                and not state.get("OOMKilled")
+                and _parse_int(state.get("ExitCode")) == 128 + SIGKILL
+            )
+            if late_oom_possible:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watch.oom.wait(), _OOM_EVENT_WAIT)
             if watch.container_id in self._oom_seen:
                 state["OOMKilled"] = True
             return _exit_from_state(state, watch.instance_id)
@@ -1297,6 +1316,7 @@ class DockerRuntime:
         if action == "oom":
             if watch is not None:
                 self._oom_seen.add(container_id)
+                watch.oom.set()
             return
         if action != "die":
             return
