@@ -11,6 +11,7 @@ corral processes first and then removes every container with the label.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+import aiohttp
 import grpc
 import pytest
 
@@ -400,3 +402,79 @@ async def test_a_stop_a_hung_engine_never_answers_is_given_up_then_carried_out(
             await servers.close()
             await outage.go_down()
             await remove_containers(docker, f"{TEST_LABEL}={label}")
+
+
+async def test_a_served_port_survives_a_crash_and_is_freed_by_stop(
+    docker_fleet: DockerFleet,
+) -> None:
+    serve = "mkdir -p /www && echo served > /www/index && httpd -f -p 8080 -h /www"
+    fleet = docker_fleet.fleet(web=serve).replace(
+        'name = "web"', 'name = "web"\nports = ["127.0.0.1::8080"]'
+    )
+    process = docker_fleet.serve(fleet)
+
+    async with operator_stub(process.address) as stub:
+        web = await get(stub, "web")
+        assert web.state == State.CONTAINER_STATE_RUNNING
+        sandbox_id = await _sandbox_of(docker_fleet, web.runtime_id)
+        host_port = await _host_port(docker_fleet, sandbox_id)
+        await eventually(lambda: _serves(host_port), "web serves on its host port")
+
+        # The instance is killed: corral's replacement serves on the same port.
+        await docker_fleet.docker.containers.container(web.runtime_id).kill(
+            signal="SIGKILL"
+        )
+
+        async def replaced() -> bool:
+            current = await get(stub, "web")
+            return (
+                current.state == State.CONTAINER_STATE_RUNNING
+                and current.instance_id != web.instance_id
+            )
+
+        await eventually(replaced, "web is restarted")
+        again = await get(stub, "web")
+        assert await _sandbox_of(docker_fleet, again.runtime_id) == sandbox_id
+        await eventually(lambda: _serves(host_port), "the replacement serves there")
+
+        # Stopped for good: the sandbox goes, and with it the host port.
+        await stub.StopContainer(
+            operator_pb2.StopContainerRequest(name="web", grace_period="1s"),
+            timeout=60,
+        )
+
+        async def released() -> bool:
+            gone = not await container_exists(docker_fleet.docker, sandbox_id)
+            return gone and not await _accepts(host_port)
+
+        await eventually(released, "the sandbox and its port are released")
+
+
+async def _sandbox_of(fleet: DockerFleet, container_id: str) -> str:
+    mode = (await fleet.inspect(container_id))["HostConfig"]["NetworkMode"]
+    assert mode.startswith("container:"), mode
+    return str(mode.removeprefix("container:"))
+
+
+async def _host_port(fleet: DockerFleet, sandbox_id: str) -> str:
+    ports = (await fleet.inspect(sandbox_id))["NetworkSettings"]["Ports"]
+    return str(ports["8080/tcp"][0]["HostPort"])
+
+
+async def _serves(host_port: str) -> bool:
+    url = f"http://127.0.0.1:{host_port}/index"
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as reply:
+            return reply.status == 200 and (await reply.text()).strip() == "served"
+    except aiohttp.ClientError:
+        return False
+
+
+async def _accepts(host_port: str) -> bool:
+    """True while something listens on the host port."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", int(host_port))
+    except OSError:
+        return False
+    writer.close()
+    return True
