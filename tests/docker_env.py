@@ -65,6 +65,13 @@ async def remove_containers(docker: aiodocker.Docker, label: str) -> list[str]:
         with contextlib.suppress(aiodocker.DockerError):  # Already gone: fine.
             await container.delete(force=True)
 
+    # A removal another client started may still be under way: wait it out,
+    # so that the next test does not meet these containers' names.
+    async def all_gone() -> bool:
+        return await docker.containers.list(all=True, filters=filters) == []
+
+    await eventually(all_gone, f"the containers labelled {label} are removed")
+
     return [container.id for container in listed]
 
 

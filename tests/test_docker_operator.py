@@ -404,6 +404,69 @@ async def test_a_stop_a_hung_engine_never_answers_is_given_up_then_carried_out(
             await remove_containers(docker, f"{TEST_LABEL}={label}")
 
 
+async def test_a_restart_a_hung_engine_holds_up_finishes_when_it_answers(
+    servers: ServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problem = await docker_problem()
+    if problem is not None:
+        skip_or_fail(problem)
+    label = uuid.uuid4().hex
+    outage = FakeEngineOutage(tmp_path / "engine.sock")
+    await outage.come_back()
+    monkeypatch.setenv("DOCKER_HOST", outage.url)
+    monkeypatch.setattr(operator_module, "_STOP_MARGIN", 1.0)
+    fleet = member_tables(label, steady=SLEEP).replace(
+        'name = "steady"', 'name = "steady"\nstop_grace_period = "1s"'
+    )
+
+    async with aiodocker.Docker(url="unix:///var/run/docker.sock") as docker:
+        try:
+            h = await servers.start(fleet, runtime="docker", reconcile_interval="0s")
+            before = await h.get("steady")
+            assert before.state == State.CONTAINER_STATE_RUNNING
+
+            # The engine hangs during a Restart: refused within its deadline,
+            # and the old instance still runs (nothing new was started).
+            outage.stall()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await h.stub.RestartContainer(
+                    operator_pb2.RestartContainerRequest(name="steady"), timeout=30
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert (await h.get("steady")).instance_id == before.instance_id
+
+            # It answers again: the old instance stops and a new one starts.
+            outage.resume()
+
+            async def restarted() -> bool:
+                now = await h.get("steady")
+                return (
+                    now.state == State.CONTAINER_STATE_RUNNING
+                    and now.instance_id != before.instance_id
+                )
+
+            await eventually(restarted, "the restart carried out", timeout=60)
+            after = await h.get("steady")
+            assert (
+                after.desired_state == container_pb2.DesiredState.DESIRED_STATE_RUNNING
+            )
+            assert list(after.crash_history) == []  # An ordered stop, no crash.
+            filters = json.dumps({"label": [f"{TEST_LABEL}={label}", LABEL_INSTANCE]})
+
+            async def one_copy() -> bool:
+                listed = await docker.containers.list(all=True, filters=filters)
+                return [c.id for c in listed] == [after.runtime_id]
+
+            await eventually(one_copy, "only the new instance is left", timeout=30)
+        finally:
+            outage.resume()
+            await servers.close()
+            await outage.go_down()
+            await remove_containers(docker, f"{TEST_LABEL}={label}")
+
+
 async def test_a_served_port_survives_a_crash_and_is_freed_by_stop(
     docker_fleet: DockerFleet,
 ) -> None:

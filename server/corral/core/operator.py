@@ -28,7 +28,7 @@ import os
 import random
 import secrets
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,12 +99,29 @@ _AVAILABILITY_CHECK = 1.0
 keeps from its event stream; looking costs nothing)."""
 
 _UNAVAILABLE_RETRY = timedelta(seconds=1)
-
-_STOP_MARGIN = 30.0
-"""Seconds past the grace period a runtime's stop may take (the SIGKILL and
-its confirmation) before corral gives up waiting. The stop stays recorded;
-the exit, whenever it comes, settles the container."""
 """Shortest wait before retrying a start the runtime was unreachable for."""
+
+_STOP_MARGIN = 45.0
+"""Seconds past the grace period a runtime's stop may take (the SIGKILL and
+its confirmation) before corral stops waiting for it. Longer than the process
+runtime's own wait after SIGKILL (30 s); the docker runtime exceeds it only on
+an engine that does not answer. The stop stays recorded and is tried again."""
+_STOP_RETRY_INITIAL = 1.0
+_STOP_RETRY_MAX = 60.0
+"""Bounds, in seconds, of the doubling wait between tries of a failed stop."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _PendingStop:
+    """A stop the runtime did not carry out, to be tried again."""
+
+    instance_id: str
+    spec: ContainerSpec
+    """The spec the instance runs: its stop signal is the one to send."""
+    reason: ExitReason
+    attempt: int
+    due: float
+    """Loop time of the next try."""
 
 
 @dataclasses.dataclass
@@ -180,8 +197,8 @@ class Operator:
         self._rearm_timers: dict[str, asyncio.TimerHandle] = {}
         self._ordered: dict[str, ExitReason] = {}
         """Instances whose end corral ordered, with the reason to record."""
-        self._stop_retries: set[str] = set()
-        """Containers whose recorded stop timed out, to be tried again."""
+        self._stop_retries: dict[str, _PendingStop] = {}
+        """Stops the runtime did not carry out, by container name."""
         self._ended: set[str] = set()
         self._instances: dict[str, InstanceRow] = {}
         self._reports_seen: dict[str, int] = {}
@@ -195,7 +212,8 @@ class Operator:
         """Consecutive restarts per container, for the backoff; starts over
         after an operator restart, which only makes the next delay shorter."""
         self._tasks: list[asyncio.Task[Any]] = []
-        self._releases: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        """Short tasks (releases, stop retries) that close() cancels."""
         self._closing = False
         self.hub = EventHub(head=0)
 
@@ -230,7 +248,15 @@ class Operator:
 
         # Members whose spec changed while corral was down get a new instance.
         for name, old_spec in replace.items():
-            await self._replace(name, old_spec)
+            try:
+                await self._replace(name, old_spec)
+            except UnavailableError as error:
+                # Queued: the old instance is stopped and the new one started
+                # once the runtime carries out the stop.
+                logger.warning(
+                    "could not replace a changed member yet",
+                    extra={"container": name, "error": error.message},
+                )
 
         await self.reconcile()
         self._tasks.append(
@@ -247,7 +273,7 @@ class Operator:
     async def close(self) -> None:
         """Stops timers and watchers. Workloads keep running."""
         self._closing = True
-        await cancel_all([*self._tasks, *self._releases])
+        await cancel_all([*self._tasks, *self._background])
         for handle in [*self._timers.values(), *self._rearm_timers.values()]:
             handle.cancel()
         self._timers.clear()
@@ -382,10 +408,13 @@ class Operator:
             await asyncio.sleep(_AVAILABILITY_CHECK)
             available = self._runtime.available
             if available and self._stop_retries:
-                # Stops that timed out on a runtime that still answers.
-                for name in sorted(self._stop_retries):
-                    spawn(self._retry_stop(name), name=f"retry-stop:{name}")
-                self._stop_retries.clear()
+                now = asyncio.get_running_loop().time()
+                for name, pending in sorted(self._stop_retries.items()):
+                    if pending.due <= now:
+                        del self._stop_retries[name]
+                        self._spawn_background(
+                            self._retry_stop(name, pending), name=f"retry-stop:{name}"
+                        )
             if available == was_available:
                 continue
             was_available = available
@@ -404,12 +433,39 @@ class Operator:
                     if current is not None and _unsettled(current):
                         await self._settle_unknown(current)
 
-    async def _retry_stop(self, name: str) -> None:
+    async def _retry_stop(self, name: str, pending: _PendingStop) -> None:
+        """Tries a stop the runtime did not carry out again, then starts the
+        instance that a replacement, Restart or Start was waiting to start."""
         async with self._lock(name):
             current = self._records.get(name)
-            if current is not None and _unsettled(current):
-                with contextlib.suppress(UnavailableError):
-                    await self._settle_unknown(current)
+            if self._closing or current is None:
+                return
+            if current.instance_id == pending.instance_id and self._is_active(current):
+                if not self._runtime.is_running(name, current.instance_id):
+                    if _unsettled(current):
+                        with contextlib.suppress(UnavailableError):
+                            await self._settle_unknown(current)
+                    return
+                old = dataclasses.replace(current, spec=pending.spec)
+                try:
+                    # The polite signal had its grace already.
+                    await self._stop_instance(old, pending.reason, timedelta(0))
+                except UnavailableError:
+                    return  # Queued again, for later.
+            current = self._records.get(name)
+            if (
+                current is not None
+                and current.desired_state is DesiredState.RUNNING
+                and not self._is_active(current)
+                and name not in self._timers
+                and not self._closing
+            ):
+                await self._launch(name)
+
+    def _spawn_background(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = spawn(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _settle_unknown(self, record: ContainerRecord) -> None:
         """A container whose state was unknown (or whose stop an outage
@@ -430,7 +486,8 @@ class Operator:
                 [back], [event_for(back, EventType.RUNNING, now, message=message)]
             )
             if back.desired_state is DesiredState.STOPPED:
-                await self._stop_instance(back, ExitReason.STOPPED_BY_OPERATOR)
+                with contextlib.suppress(UnavailableError):  # Queued again.
+                    await self._stop_instance(back, ExitReason.STOPPED_BY_OPERATOR)
             return
         await self._recover(record)
 
@@ -1216,14 +1273,18 @@ class Operator:
                     grace.total_seconds(),
                 )
         except TimeoutError as error:
-            self._stop_retries.add(record.name)
+            if record.instance_id in self._ended:
+                return  # It did end; only confirming it was slow.
+            self._queue_stop_retry(record, reason)
             raise UnavailableError(
                 f"the runtime did not confirm the stop of {record.name!r} within "
-                f"{deadline:g} s; the stop is recorded and is tried again",
+                f"{deadline:g} s; the stop is recorded and tried again until it "
+                "is carried out",
                 resource_name=record.name,
             ) from error
         except RuntimeUnavailableError as error:
             # The intent is stored; the stop completes when the runtime is back.
+            self._queue_stop_retry(record, reason)
             raise UnavailableError(
                 f"the runtime is unreachable ({error}); the stop of "
                 f"{record.name!r} is recorded and is carried out when it returns",
@@ -1245,6 +1306,21 @@ class Operator:
                     instance_id=record.instance_id,
                 ),
             )
+
+    def _queue_stop_retry(self, record: ContainerRecord, reason: ExitReason) -> None:
+        """Queues another try of a stop, after a doubling wait."""
+        previous = self._stop_retries.get(record.name)
+        attempt = 0
+        if previous is not None and previous.instance_id == record.instance_id:
+            attempt = previous.attempt + 1
+        delay = min(_STOP_RETRY_INITIAL * 2**attempt, _STOP_RETRY_MAX)
+        self._stop_retries[record.name] = _PendingStop(
+            instance_id=record.instance_id,
+            spec=record.spec,
+            reason=reason,
+            attempt=attempt,
+            due=asyncio.get_running_loop().time() + delay,
+        )
 
     # -- observing exits ---------------------------------------------------------
 
@@ -1275,6 +1351,12 @@ class Operator:
         now = self._clock.now()
         # The operator's clock is the one windows are measured on.
         exit = dataclasses.replace(exit, instance_id=instance_id, time=now)
+
+        # A stop that failed and is queued has happened after all: what it
+        # was waiting to do (start the new instance) is due now.
+        pending = self._stop_retries.get(name)
+        if pending is not None and pending.instance_id == instance_id:
+            self._stop_retries[name] = dataclasses.replace(pending, due=0.0)
 
         # Rule 1: stops corral ordered are never crashes.
         ordered = self._ordered.pop(instance_id, None)
@@ -1420,9 +1502,7 @@ class Operator:
         for good (the docker runtime's network sandbox and host ports)."""
         if self._closing:
             return
-        task = spawn(self._release_now(name), name=f"release:{name}")
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
+        self._spawn_background(self._release_now(name), name=f"release:{name}")
 
     async def _release_now(self, name: str) -> None:
         try:

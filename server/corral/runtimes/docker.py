@@ -75,10 +75,11 @@ from typing import Any, Self
 
 import aiodocker
 import aiohttp
+from aiodocker.containers import DockerContainer
 from aiodocker.events import DockerEvents
 
 from corral.core.model import ContainerSpec, ExitInfo, ExitReason
-from corral.core.specs import parse_memory, parse_port
+from corral.core.specs import RESERVED_LABELS, parse_memory, parse_port
 from corral.core.tasks import spawn
 from corral.runtimes import pause
 from corral.runtimes.base import (
@@ -222,6 +223,8 @@ class _Watch:
     """The container has a memory limit, so a SIGKILL may be the OOM killer's."""
     oom: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     """Set by the container's ``oom`` event."""
+    killed: bool = False
+    """Corral itself sent SIGKILL, so a SIGKILL status is no OOM kill's."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -729,6 +732,8 @@ class DockerRuntime:
 
     async def _kill(self, watch: _Watch, signal: int) -> None:
         """Signals the container; one that already stopped is not an error."""
+        if signal == SIGKILL:
+            watch.killed = True
         async with self._engine():
             try:
                 await self._docker.containers.container(watch.container_id).kill(
@@ -750,14 +755,17 @@ class DockerRuntime:
             True when the container is gone.
         """
         extra = {"container_id": container_id[:12]}
+        container = self._docker.containers.container(container_id)
         try:
             async with self._engine():
                 try:
-                    await self._docker.containers.container(container_id).delete(
-                        force=True
-                    )
+                    await container.delete(force=True)
                 except aiodocker.DockerError as exc:
-                    if exc.status != 404:
+                    if exc.status == 409:
+                        # Already being removed (by an earlier request whose
+                        # caller went away): wait for that removal instead.
+                        await _wait_removed(container)
+                    elif exc.status != 404:
                         raise
         except RuntimeUnavailableError as exc:
             # Retried when the engine is back (if we are still running then).
@@ -813,7 +821,12 @@ class DockerRuntime:
             else:
                 await self._remove_quietly(container.id)
         if found is None:
-            found = await self._create_sandbox(request, digest)
+            try:
+                found = await self._create_sandbox(request, digest)
+            except WorkloadStartError:
+                if self._use_sandboxes:
+                    raise
+                return None  # The pause image was refused just now: no sandboxes.
         self._sandboxes[name] = found
 
         return found
@@ -1203,6 +1216,7 @@ class DockerRuntime:
             # arrives a little after the exit settles it too.
             late_oom_possible = (
                 watch.memory_limited
+                and not watch.killed
                 and not state.get("OOMKilled")
                 and _parse_int(state.get("ExitCode")) == 128 + SIGKILL
             )
@@ -1363,7 +1377,7 @@ def _container_config(request: LaunchRequest, sandbox_id: str | None) -> dict[st
     """
     spec = request.spec
     labels = {
-        **spec.labels,
+        **_user_labels(spec),
         LABEL_MANAGED: "true",
         LABEL_NAME: request.name,
         LABEL_INSTANCE: request.instance_id,
@@ -1416,7 +1430,7 @@ def _sandbox_config(request: LaunchRequest, digest: str) -> dict[str, Any]:
     """The ``containers/create`` body of a name's network sandbox."""
     spec = request.spec
     labels = {
-        **spec.labels,
+        **_user_labels(spec),
         LABEL_MANAGED: "true",
         LABEL_NAME: request.name,
         LABEL_ROLE: ROLE_SANDBOX,
@@ -1441,7 +1455,7 @@ def _sandbox_config(request: LaunchRequest, digest: str) -> dict[str, Any]:
 
 def _sandbox_digest(spec: ContainerSpec) -> str:
     """What a sandbox is made from: a new value means a new sandbox."""
-    made_from = {"ports": list(spec.ports), "labels": dict(spec.labels)}
+    made_from = {"ports": list(spec.ports), "labels": _user_labels(spec)}
     encoded = json.dumps(made_from, sort_keys=True).encode()
 
     return hashlib.sha256(encoded).hexdigest()[:16]
@@ -1536,6 +1550,19 @@ def _exit_fields(exit_info: ExitInfo) -> dict[str, Any]:
     }
 
 
+async def _wait_removed(container: DockerContainer) -> None:
+    """Waits until the engine has removed ``container`` (gone already: fine).
+
+    Raises:
+        aiodocker.DockerError: the engine refused to wait.
+    """
+    try:
+        await container.wait(condition="removed")
+    except aiodocker.DockerError as exc:
+        if exc.status != 404:
+            raise
+
+
 async def _wait_exited(watch: _Watch, limit: float) -> bool:
     """Waits up to ``limit`` seconds for the instance to be settled."""
     try:
@@ -1548,6 +1575,12 @@ async def _wait_exited(watch: _Watch, limit: float) -> bool:
 
 def _container_name(name: str, instance_id: str) -> str:
     return f"corral-{name}-{instance_id[:12]}"
+
+
+def _user_labels(spec: ContainerSpec) -> dict[str, str]:
+    """The spec's labels, minus any key corral sets itself (validation
+    refuses those; a spec stored before it did may still carry one)."""
+    return {k: v for k, v in spec.labels.items() if k not in RESERVED_LABELS}
 
 
 def _sandbox_name(name: str) -> str:
