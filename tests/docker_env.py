@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiodocker
+import aiohttp
 import pytest
 
 IMAGE = "corral-test-busybox:latest"
@@ -73,6 +74,16 @@ async def remove_containers(docker: aiodocker.Docker, label: str) -> list[str]:
     await eventually(all_gone, f"the containers labelled {label} are removed")
 
     return [container.id for container in listed]
+
+
+async def serves(host_port: str, text: str = "served") -> bool:
+    """True when ``GET /index`` on the host port answers ``text``."""
+    url = f"http://127.0.0.1:{host_port}/index"
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as reply:
+            return reply.status == 200 and (await reply.text()).strip() == text
+    except aiohttp.ClientError:
+        return False
 
 
 async def container_exists(docker: aiodocker.Docker, container_id: str) -> bool:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
-import aiohttp
 import grpc
 import pytest
 
@@ -36,6 +35,7 @@ from tests.docker_env import (
     docker_problem,
     eventually,
     remove_containers,
+    serves,
     skip_or_fail,
 )
 from tests.harness import CorralProcess, ServerFactory
@@ -128,6 +128,40 @@ async def docker_fleet(
             for process in fleet.processes:
                 process.kill()
             await remove_containers(docker, f"{TEST_LABEL}={fleet.label}")
+
+
+@dataclasses.dataclass
+class ProxiedEngine:
+    """corral's way to the engine runs through :class:`FakeEngineOutage`."""
+
+    outage: FakeEngineOutage
+    docker: aiodocker.Docker
+    """A client of the real engine, past the proxy."""
+    label: str
+    """This test's ``corral.test`` label value."""
+
+
+@pytest.fixture
+async def proxied(
+    servers: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ProxiedEngine]:
+    """Points corral servers started by the test at an engine proxy; in
+    teardown closes them and removes the test's containers."""
+    problem = await docker_problem()
+    if problem is not None:
+        skip_or_fail(problem)
+    outage = FakeEngineOutage(tmp_path / "engine.sock")
+    await outage.come_back()
+    monkeypatch.setenv("DOCKER_HOST", outage.url)
+    label = uuid.uuid4().hex
+    async with aiodocker.Docker(url="unix:///var/run/docker.sock") as docker:
+        try:
+            yield ProxiedEngine(outage, docker, label)
+        finally:
+            outage.resume()
+            await servers.close()
+            await outage.go_down()
+            await remove_containers(docker, f"{TEST_LABEL}={label}")
 
 
 @contextlib.asynccontextmanager
@@ -253,218 +287,173 @@ async def test_a_labelled_container_no_record_knows_is_reported_and_removed(
 
 async def test_an_unreachable_engine_leaves_corral_serving_and_recovers(
     servers: ServerFactory,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    proxied: ProxiedEngine,
 ) -> None:
-    problem = await docker_problem()
-    if problem is not None:
-        skip_or_fail(problem)
-    label = uuid.uuid4().hex
-    outage = FakeEngineOutage(tmp_path / "engine.sock")
-    await outage.come_back()
-    monkeypatch.setenv("DOCKER_HOST", outage.url)
+    outage, docker, label = proxied.outage, proxied.docker, proxied.label
     fleet = member_tables(label, steady=SLEEP, quitter=QUITS_ON_USR1)
 
-    async with aiodocker.Docker(url="unix:///var/run/docker.sock") as docker:
-        try:
-            h = await servers.start(fleet, runtime="docker", reconcile_interval="0s")
-            steady = await h.get("steady")
-            quitter = await h.get("quitter")
-            assert steady.state == quitter.state == State.CONTAINER_STATE_RUNNING
+    h = await servers.start(fleet, runtime="docker", reconcile_interval="0s")
+    steady = await h.get("steady")
+    quitter = await h.get("quitter")
+    assert steady.state == quitter.state == State.CONTAINER_STATE_RUNNING
 
-            # The engine goes away: corral serves on and says it cannot tell.
-            await outage.go_down()
-            await h.wait_event("steady", EventType.UNKNOWN, timeout=30)
-            await h.wait_event("quitter", EventType.UNKNOWN, after=0, timeout=30)
-            assert (await h.get("steady")).state == State.CONTAINER_STATE_UNKNOWN
-            await docker.containers.container(quitter.runtime_id).kill(signal="SIGUSR1")
+    # The engine goes away: corral serves on and says it cannot tell.
+    await outage.go_down()
+    await h.wait_event("steady", EventType.UNKNOWN, timeout=30)
+    await h.wait_event("quitter", EventType.UNKNOWN, after=0, timeout=30)
+    assert (await h.get("steady")).state == State.CONTAINER_STATE_UNKNOWN
+    await docker.containers.container(quitter.runtime_id).kill(signal="SIGUSR1")
 
-            # It returns: the live one is kept, the dead one handled once.
-            await outage.come_back()
+    # It returns: the live one is kept, the dead one handled once.
+    await outage.come_back()
 
-            async def recovered() -> bool:
-                s, q = await h.get("steady"), await h.get("quitter")
-                return (
-                    s.state == State.CONTAINER_STATE_RUNNING
-                    and q.state == State.CONTAINER_STATE_RUNNING
-                    and q.instance_id != quitter.instance_id
-                )
+    async def recovered() -> bool:
+        s, q = await h.get("steady"), await h.get("quitter")
+        return (
+            s.state == State.CONTAINER_STATE_RUNNING
+            and q.state == State.CONTAINER_STATE_RUNNING
+            and q.instance_id != quitter.instance_id
+        )
 
-            await eventually(recovered, "both run again", timeout=30)
-            again = await h.get("steady")
-            assert (again.instance_id, again.runtime_id) == (
-                steady.instance_id,
-                steady.runtime_id,
-            )
-            replaced = await h.get("quitter")
-            assert [c.exit_code for c in replaced.crash_history] == [7]
-            for name in ("steady", "quitter"):
-                filters = json.dumps(
-                    {
-                        "label": [
-                            f"{LABEL_NAME}={name}",
-                            f"{TEST_LABEL}={label}",
-                            LABEL_INSTANCE,
-                        ]
-                    }
-                )
-                listed = await docker.containers.list(all=True, filters=filters)
-                assert len(listed) == 1, (name, [c.id for c in listed])
+    await eventually(recovered, "both run again", timeout=30)
+    again = await h.get("steady")
+    assert (again.instance_id, again.runtime_id) == (
+        steady.instance_id,
+        steady.runtime_id,
+    )
+    replaced = await h.get("quitter")
+    assert [c.exit_code for c in replaced.crash_history] == [7]
+    for name in ("steady", "quitter"):
+        filters = json.dumps(
+            {
+                "label": [
+                    f"{LABEL_NAME}={name}",
+                    f"{TEST_LABEL}={label}",
+                    LABEL_INSTANCE,
+                ]
+            }
+        )
+        listed = await docker.containers.list(all=True, filters=filters)
+        assert len(listed) == 1, (name, [c.id for c in listed])
 
-            # A Stop during an outage is recorded, then carried out on return.
-            await outage.go_down()
-            await h.wait_event("steady", EventType.UNKNOWN, timeout=30)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await h.stub.StopContainer(
-                    operator_pb2.StopContainerRequest(name="steady", grace_period="1s"),
-                    timeout=60,
-                )
-            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert (await h.get("steady")).desired_state == (
-                container_pb2.DesiredState.DESIRED_STATE_STOPPED
-            )
-            await outage.come_back()
+    # A Stop during an outage is recorded, then carried out on return.
+    await outage.go_down()
+    await h.wait_event("steady", EventType.UNKNOWN, timeout=30)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await h.stub.StopContainer(
+            operator_pb2.StopContainerRequest(name="steady", grace_period="1s"),
+            timeout=60,
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (await h.get("steady")).desired_state == (
+        container_pb2.DesiredState.DESIRED_STATE_STOPPED
+    )
+    await outage.come_back()
 
-            async def stopped() -> bool:
-                return (await h.get("steady")).state == State.CONTAINER_STATE_STOPPED
+    async def stopped() -> bool:
+        return (await h.get("steady")).state == State.CONTAINER_STATE_STOPPED
 
-            await eventually(stopped, "the recorded stop carried out", timeout=30)
-            filters = json.dumps(
-                {"label": [f"{LABEL_NAME}=steady", f"{TEST_LABEL}={label}"]}
-            )
+    await eventually(stopped, "the recorded stop carried out", timeout=30)
+    filters = json.dumps({"label": [f"{LABEL_NAME}=steady", f"{TEST_LABEL}={label}"]})
 
-            async def gone() -> bool:
-                return await docker.containers.list(filters=filters) == []
+    async def gone() -> bool:
+        return await docker.containers.list(filters=filters) == []
 
-            await eventually(gone, "the stopped container gone", timeout=30)
-        finally:
-            await servers.close()
-            await outage.go_down()
-            await remove_containers(docker, f"{TEST_LABEL}={label}")
+    await eventually(gone, "the stopped container gone", timeout=30)
 
 
 async def test_a_stop_a_hung_engine_never_answers_is_given_up_then_carried_out(
     servers: ServerFactory,
-    tmp_path: Path,
+    proxied: ProxiedEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    problem = await docker_problem()
-    if problem is not None:
-        skip_or_fail(problem)
-    label = uuid.uuid4().hex
-    outage = FakeEngineOutage(tmp_path / "engine.sock")
-    await outage.come_back()
-    monkeypatch.setenv("DOCKER_HOST", outage.url)
+    outage, docker, label = proxied.outage, proxied.docker, proxied.label
     monkeypatch.setattr(operator_module, "_STOP_MARGIN", 1.0)
     filters = json.dumps(
         {"label": [f"{LABEL_NAME}=steady", f"{TEST_LABEL}={label}", LABEL_INSTANCE]}
     )
 
-    async with aiodocker.Docker(url="unix:///var/run/docker.sock") as docker:
-        try:
-            h = await servers.start(
-                member_tables(label, steady=SLEEP),
-                runtime="docker",
-                reconcile_interval="0s",
-            )
-            assert (await h.get("steady")).state == State.CONTAINER_STATE_RUNNING
+    h = await servers.start(
+        member_tables(label, steady=SLEEP),
+        runtime="docker",
+        reconcile_interval="0s",
+    )
+    assert (await h.get("steady")).state == State.CONTAINER_STATE_RUNNING
 
-            # The engine hangs: the stop is answered within its deadline.
-            outage.stall()
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await h.stub.StopContainer(
-                    operator_pb2.StopContainerRequest(name="steady", grace_period="0s"),
-                    timeout=30,
-                )
-            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert "did not confirm the stop" in (refused.value.details() or "")
-            stopping = await h.get("steady")
-            assert stopping.desired_state == (
-                container_pb2.DesiredState.DESIRED_STATE_STOPPED
-            )
-            assert stopping.state == State.CONTAINER_STATE_STOPPING
-            assert len(await docker.containers.list(filters=filters)) == 1
+    # The engine hangs: the stop is answered within its deadline.
+    outage.stall()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await h.stub.StopContainer(
+            operator_pb2.StopContainerRequest(name="steady", grace_period="0s"),
+            timeout=30,
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "did not confirm the stop" in (refused.value.details() or "")
+    stopping = await h.get("steady")
+    assert stopping.desired_state == (container_pb2.DesiredState.DESIRED_STATE_STOPPED)
+    assert stopping.state == State.CONTAINER_STATE_STOPPING
+    assert len(await docker.containers.list(filters=filters)) == 1
 
-            # It answers again: the recorded stop is carried out.
-            outage.resume()
+    # It answers again: the recorded stop is carried out.
+    outage.resume()
 
-            async def stopped() -> bool:
-                return (await h.get("steady")).state == State.CONTAINER_STATE_STOPPED
+    async def stopped() -> bool:
+        return (await h.get("steady")).state == State.CONTAINER_STATE_STOPPED
 
-            await eventually(stopped, "the recorded stop carried out", timeout=60)
+    await eventually(stopped, "the recorded stop carried out", timeout=60)
 
-            async def gone() -> bool:
-                return await docker.containers.list(filters=filters) == []
+    async def gone() -> bool:
+        return await docker.containers.list(filters=filters) == []
 
-            await eventually(gone, "the stopped container gone", timeout=30)
-        finally:
-            outage.resume()
-            await servers.close()
-            await outage.go_down()
-            await remove_containers(docker, f"{TEST_LABEL}={label}")
+    await eventually(gone, "the stopped container gone", timeout=30)
 
 
 async def test_a_restart_a_hung_engine_holds_up_finishes_when_it_answers(
     servers: ServerFactory,
-    tmp_path: Path,
+    proxied: ProxiedEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    problem = await docker_problem()
-    if problem is not None:
-        skip_or_fail(problem)
-    label = uuid.uuid4().hex
-    outage = FakeEngineOutage(tmp_path / "engine.sock")
-    await outage.come_back()
-    monkeypatch.setenv("DOCKER_HOST", outage.url)
+    outage, docker, label = proxied.outage, proxied.docker, proxied.label
     monkeypatch.setattr(operator_module, "_STOP_MARGIN", 1.0)
     fleet = member_tables(label, steady=SLEEP).replace(
         'name = "steady"', 'name = "steady"\nstop_grace_period = "1s"'
     )
 
-    async with aiodocker.Docker(url="unix:///var/run/docker.sock") as docker:
-        try:
-            h = await servers.start(fleet, runtime="docker", reconcile_interval="0s")
-            before = await h.get("steady")
-            assert before.state == State.CONTAINER_STATE_RUNNING
+    h = await servers.start(fleet, runtime="docker", reconcile_interval="0s")
+    before = await h.get("steady")
+    assert before.state == State.CONTAINER_STATE_RUNNING
 
-            # The engine hangs during a Restart: refused within its deadline,
-            # and the old instance still runs (nothing new was started).
-            outage.stall()
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await h.stub.RestartContainer(
-                    operator_pb2.RestartContainerRequest(name="steady"), timeout=30
-                )
-            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert (await h.get("steady")).instance_id == before.instance_id
+    # The engine hangs during a Restart: refused within its deadline,
+    # and the old instance still runs (nothing new was started).
+    outage.stall()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await h.stub.RestartContainer(
+            operator_pb2.RestartContainerRequest(name="steady"), timeout=30
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (await h.get("steady")).instance_id == before.instance_id
 
-            # It answers again: the old instance stops and a new one starts.
-            outage.resume()
+    # It answers again: the old instance stops and a new one starts.
+    outage.resume()
 
-            async def restarted() -> bool:
-                now = await h.get("steady")
-                return (
-                    now.state == State.CONTAINER_STATE_RUNNING
-                    and now.instance_id != before.instance_id
-                )
+    async def restarted() -> bool:
+        now = await h.get("steady")
+        return (
+            now.state == State.CONTAINER_STATE_RUNNING
+            and now.instance_id != before.instance_id
+        )
 
-            await eventually(restarted, "the restart carried out", timeout=60)
-            after = await h.get("steady")
-            assert (
-                after.desired_state == container_pb2.DesiredState.DESIRED_STATE_RUNNING
-            )
-            assert list(after.crash_history) == []  # An ordered stop, no crash.
-            filters = json.dumps({"label": [f"{TEST_LABEL}={label}", LABEL_INSTANCE]})
+    await eventually(restarted, "the restart carried out", timeout=60)
+    after = await h.get("steady")
+    assert after.desired_state == container_pb2.DesiredState.DESIRED_STATE_RUNNING
+    assert list(after.crash_history) == []  # An ordered stop, no crash.
+    filters = json.dumps({"label": [f"{TEST_LABEL}={label}", LABEL_INSTANCE]})
 
-            async def one_copy() -> bool:
-                listed = await docker.containers.list(all=True, filters=filters)
-                return [c.id for c in listed] == [after.runtime_id]
+    async def one_copy() -> bool:
+        listed = await docker.containers.list(all=True, filters=filters)
+        return [c.id for c in listed] == [after.runtime_id]
 
-            await eventually(one_copy, "only the new instance is left", timeout=30)
-        finally:
-            outage.resume()
-            await servers.close()
-            await outage.go_down()
-            await remove_containers(docker, f"{TEST_LABEL}={label}")
+    await eventually(one_copy, "only the new instance is left", timeout=30)
 
 
 async def test_a_served_port_survives_a_crash_and_is_freed_by_stop(
@@ -481,7 +470,7 @@ async def test_a_served_port_survives_a_crash_and_is_freed_by_stop(
         assert web.state == State.CONTAINER_STATE_RUNNING
         sandbox_id = await _sandbox_of(docker_fleet, web.runtime_id)
         host_port = await _host_port(docker_fleet, sandbox_id)
-        await eventually(lambda: _serves(host_port), "web serves on its host port")
+        await eventually(lambda: serves(host_port), "web serves on its host port")
 
         # The instance is killed: corral's replacement serves on the same port.
         await docker_fleet.docker.containers.container(web.runtime_id).kill(
@@ -498,7 +487,7 @@ async def test_a_served_port_survives_a_crash_and_is_freed_by_stop(
         await eventually(replaced, "web is restarted")
         again = await get(stub, "web")
         assert await _sandbox_of(docker_fleet, again.runtime_id) == sandbox_id
-        await eventually(lambda: _serves(host_port), "the replacement serves there")
+        await eventually(lambda: serves(host_port), "the replacement serves there")
 
         # Stopped for good: the sandbox goes, and with it the host port.
         await stub.StopContainer(
@@ -522,15 +511,6 @@ async def _sandbox_of(fleet: DockerFleet, container_id: str) -> str:
 async def _host_port(fleet: DockerFleet, sandbox_id: str) -> str:
     ports = (await fleet.inspect(sandbox_id))["NetworkSettings"]["Ports"]
     return str(ports["8080/tcp"][0]["HostPort"])
-
-
-async def _serves(host_port: str) -> bool:
-    url = f"http://127.0.0.1:{host_port}/index"
-    try:
-        async with aiohttp.ClientSession() as session, session.get(url) as reply:
-            return reply.status == 200 and (await reply.text()).strip() == "served"
-    except aiohttp.ClientError:
-        return False
 
 
 async def _accepts(host_port: str) -> bool:

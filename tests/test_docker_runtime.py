@@ -23,7 +23,6 @@ from signal import SIGKILL, SIGTERM
 from typing import Any
 
 import aiodocker
-import aiohttp
 import pytest
 
 from corral.core.model import ContainerSpec, ExitReason
@@ -49,6 +48,7 @@ from tests.docker_env import (
     docker_problem,
     eventually,
     remove_containers,
+    serves,
     skip_or_fail,
 )
 from tests.harness import ExitRecorder
@@ -496,7 +496,7 @@ async def test_a_restart_keeps_the_sandbox_its_address_and_host_port(
     sandbox = await harness.show(sandbox_id)
     host_port = sandbox["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
     address = sandbox["NetworkSettings"]["IPAddress"]
-    await eventually(lambda: _serves(host_port), "the instance serves on its port")
+    await eventually(lambda: serves(host_port), "the instance serves on its port")
 
     # The instance dies; its replacement joins the same sandbox.
     await harness.docker.containers.container(handle.runtime_id).kill(signal="SIGKILL")
@@ -508,7 +508,7 @@ async def test_a_restart_keeps_the_sandbox_its_address_and_host_port(
     again = await harness.show(sandbox_id)
     assert again["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"] == host_port
     assert again["NetworkSettings"]["IPAddress"] == address
-    await eventually(lambda: _serves(host_port), "the replacement serves there too")
+    await eventually(lambda: serves(host_port), "the replacement serves there too")
     assert await harness.sandboxes() == [sandbox_id]
 
 
@@ -698,16 +698,6 @@ def _is_live(pid: int) -> bool:
         return False
 
     return stat[stat.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X")
-
-
-async def _serves(host_port: str) -> bool:
-    """True when ``GET /index`` on the host port answers ``served``."""
-    url = f"http://127.0.0.1:{host_port}/index"
-    try:
-        async with aiohttp.ClientSession() as session, session.get(url) as reply:
-            return reply.status == 200 and (await reply.text()).strip() == "served"
-    except aiohttp.ClientError:
-        return False
 
 
 async def _running(harness: Harness, container_id: str) -> bool:

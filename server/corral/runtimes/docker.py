@@ -369,15 +369,8 @@ class DockerRuntime:
         )
         self._register(watch)
         launched = False
-        failure: aiodocker.DockerError | None = None
         try:
-            async with self._engine():
-                try:
-                    await container.start()
-                except aiodocker.DockerError as exc:
-                    if exc.status == _UNREACHABLE:
-                        raise
-                    failure = exc
+            failure = await self._start_container(container)
             if failure is not None:
                 if sandbox is not None and not await self._sandbox_alive(sandbox):
                     # The sandbox died unseen (an engine restart): once more
@@ -730,6 +723,27 @@ class DockerRuntime:
                     raise
                 return None
 
+    async def _start_container(
+        self, container: DockerContainer
+    ) -> aiodocker.DockerError | None:
+        """Starts a created container.
+
+        Returns:
+            The engine's refusal, or None once the container started.
+
+        Raises:
+            RuntimeUnavailableError: the engine cannot be reached.
+        """
+        async with self._engine():
+            try:
+                await container.start()
+            except aiodocker.DockerError as exc:
+                if exc.status == _UNREACHABLE:
+                    raise
+                return exc
+
+        return None
+
     async def _kill(self, watch: _Watch, signal: int) -> None:
         """Signals the container; one that already stopped is not an error."""
         if signal == SIGKILL:
@@ -858,15 +872,8 @@ class DockerRuntime:
             raise WorkloadStartError(
                 f"the network sandbox of {name!r} cannot be created: {refusal.message}"
             ) from refusal
-        failure: aiodocker.DockerError | None = None
         try:
-            async with self._engine():
-                try:
-                    await container.start()
-                except aiodocker.DockerError as exc:
-                    if exc.status == _UNREACHABLE:
-                        raise
-                    failure = exc
+            failure = await self._start_container(container)
         except RuntimeUnavailableError:
             await self._remove_quietly(container.id)
             raise
