@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -540,3 +541,21 @@ def test_load_config_does_not_read_the_real_environment(
 ) -> None:
     monkeypatch.setitem(os.environ, "CORRAL_LISTEN", "not an address")
     assert load(None).operator.listen == "127.0.0.1:50051"
+
+
+def _readme_toml_blocks() -> list[str]:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    return re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(_readme_toml_blocks())))
+def test_every_fleet_file_in_the_readme_loads(index: int, tmp_path: Path) -> None:
+    """The README's examples are fleet files corral accepts as written."""
+    block = _readme_toml_blocks()[index]
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(block)
+    (tmp_path / "envbuilder.py").write_text("def build(spec, config):\n    return {}\n")
+
+    loaded = load_config(fleet, environ={})
+
+    assert loaded.containers, "each README example declares a container"
