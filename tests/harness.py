@@ -24,7 +24,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from corral.api.server import CorralServer
+from corral.api.server import CorralServer, default_runtime_factory
 from corral.config import FleetConfig, load_config
 from corral.core.clock import Clock
 from corral.core.model import Event, EventType, ExitInfo
@@ -268,11 +268,32 @@ class ServerFactory:
         *,
         clock: Clock | None = None,
         environ: dict[str, str] | None = None,
+        wrap_runtime: Callable[[Any], Any] | None = None,
         **operator: Any,
     ) -> Harness:
+        """Starts a server on ``fleet``.
+
+        Args:
+            wrap_runtime: wraps the real runtime, to inject a fault that
+                cannot be produced otherwise.
+        """
         config = self.config(fleet, **operator)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(environ or {})}
-        server = CorralServer(config, environ=env, clock=clock, heartbeat_interval=0.5)
+        factory = None
+        if wrap_runtime is not None:
+            build = default_runtime_factory(config)
+            wrap = wrap_runtime
+
+            def factory(on_exit: Any) -> Any:
+                return wrap(build(on_exit))
+
+        server = CorralServer(
+            config,
+            environ=env,
+            clock=clock,
+            heartbeat_interval=0.5,
+            runtime_factory=factory,
+        )
         try:
             await server.start()
         finally:

@@ -5,13 +5,16 @@ against both runtimes in ``test_semantics.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
+from corral.core import operator as operator_module
 from corral.core.model import EventType
 from corral.v1 import container_pb2, operator_pb2
 from tests.harness import Harness, ServerFactory, error_info, eventually, pid_alive
@@ -279,3 +282,78 @@ async def test_a_start_refused_by_the_breaker_changes_nothing(
     after = await h.get("crasher")
     assert after.spec == before.spec
     assert h.operator.hub.head == head
+
+
+# -- stops the runtime does not carry out
+
+
+class FakeFirstStopHangs:
+    """A fault: the first stop never returns, like a runtime whose engine
+    stopped answering; everything else is the real process runtime."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+        self.stops = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
+
+    async def stop(self, *args: Any) -> None:
+        self.stops += 1
+        if self.stops == 1:
+            await asyncio.Event().wait()
+        await self._runtime.stop(*args)
+
+
+async def test_a_restart_whose_stop_times_out_is_finished_by_a_retry(
+    servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(operator_module, "_STOP_MARGIN", 0.3)
+    h = await servers.start(wrap_runtime=FakeFirstStopHangs)
+    before = await start(h, "svc", spec(*SLEEP, grace="0s"))
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await h.stub.RestartContainer(
+            operator_pb2.RestartContainerRequest(name="svc"), timeout=30
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "did not confirm the stop" in (refused.value.details() or "")
+    assert pid_alive(int(before.runtime_id))
+
+    async def restarted() -> bool:
+        now = await h.get("svc")
+        return (
+            now.state == State.CONTAINER_STATE_RUNNING
+            and now.instance_id != before.instance_id
+        )
+
+    await eventually(restarted, what="the retry stops the old instance and starts one")
+    after = await h.get("svc")
+    assert not pid_alive(int(before.runtime_id))
+    assert pid_alive(int(after.runtime_id))
+    assert list(after.crash_history) == []  # An ordered stop, never a crash.
+
+
+async def test_a_stop_whose_confirmation_times_out_is_not_restarted_by_the_retry(
+    servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(operator_module, "_STOP_MARGIN", 0.3)
+    h = await servers.start(wrap_runtime=FakeFirstStopHangs)
+    before = await start(h, "svc", spec(*SLEEP, when="always", grace="0s"))
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await h.stub.StopContainer(
+            operator_pb2.StopContainerRequest(name="svc"), timeout=30
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    async def stopped() -> bool:
+        return (await h.get("svc")).state == State.CONTAINER_STATE_STOPPED
+
+    await eventually(stopped, what="the retry carries out the stop")
+    assert not pid_alive(int(before.runtime_id))
+    # Nothing starts it again: the retry only finishes what was asked.
+    await h.operator.reconcile()
+    stopped_record = await h.get("svc")
+    assert stopped_record.state == State.CONTAINER_STATE_STOPPED
+    assert stopped_record.instance_id == before.instance_id

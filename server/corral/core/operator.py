@@ -251,8 +251,8 @@ class Operator:
             try:
                 await self._replace(name, old_spec)
             except UnavailableError as error:
-                # Queued: the old instance is stopped and the new one started
-                # once the runtime carries out the stop.
+                # The stop is queued: the new instance starts once the
+                # runtime carries it out.
                 logger.warning(
                     "could not replace a changed member yet",
                     extra={"container": name, "error": error.message},
@@ -438,25 +438,37 @@ class Operator:
         instance that a replacement, Restart or Start was waiting to start."""
         async with self._lock(name):
             current = self._records.get(name)
-            if self._closing or current is None:
-                return
-            if current.instance_id == pending.instance_id and self._is_active(current):
-                if not self._runtime.is_running(name, current.instance_id):
-                    if _unsettled(current):
-                        with contextlib.suppress(UnavailableError):
-                            await self._settle_unknown(current)
-                    return
-                old = dataclasses.replace(current, spec=pending.spec)
-                try:
-                    # The polite signal had its grace already.
-                    await self._stop_instance(old, pending.reason, timedelta(0))
-                except UnavailableError:
-                    return  # Queued again, for later.
-            current = self._records.get(name)
             if (
-                current is not None
+                self._closing
+                or current is None
+                or current.instance_id != pending.instance_id
+            ):
+                return  # Deleted, or a new instance runs already.
+            if self._is_active(current):
+                if self._runtime.is_running(name, current.instance_id):
+                    old = dataclasses.replace(current, spec=pending.spec)
+                    try:
+                        # The polite signal had its grace already.
+                        await self._stop_instance(old, pending.reason, timedelta(0))
+                    except UnavailableError:
+                        return  # Queued again, for later.
+                elif _unsettled(current):
+                    with contextlib.suppress(UnavailableError):
+                        await self._settle_unknown(current)
+                current = self._records[name]
+                if current.instance_id == pending.instance_id and self._is_active(
+                    current
+                ):
+                    # Let go of by the runtime, its exit not yet seen: later.
+                    old = dataclasses.replace(current, spec=pending.spec)
+                    self._queue_stop_retry(old, pending.reason)
+                    return
+
+            # Its end is recorded as the ordered stop: start what it was for.
+            if (
+                current.instance_id == pending.instance_id
+                and current.state is ContainerState.STOPPED
                 and current.desired_state is DesiredState.RUNNING
-                and not self._is_active(current)
                 and name not in self._timers
                 and not self._closing
             ):
@@ -721,6 +733,7 @@ class Operator:
             self._commit([], [event_for(gone, EventType.DELETED, now)], deleted=[name])
             self._cancel_rearm(name)
             self._attempts.pop(name, None)
+            self._stop_retries.pop(name, None)
             # The store dropped its instances; their tokens go with them.
             for token_hash in [
                 h for h, row in self._instances.items() if row.name == name
