@@ -521,3 +521,46 @@ async def _accepts(host_port: str) -> bool:
         return False
     writer.close()
     return True
+
+
+async def test_a_spec_changed_while_the_engine_was_down_is_applied_when_it_returns(
+    servers: ServerFactory, proxied: ProxiedEngine
+) -> None:
+    outage, docker, label = proxied.outage, proxied.docker, proxied.label
+    first = await servers.start(
+        member_tables(label, steady=SLEEP), runtime="docker", reconcile_interval="0s"
+    )
+    before = await first.get("steady")
+    assert before.state == State.CONTAINER_STATE_RUNNING
+    await servers.stop(first)  # corral goes; its containers stay.
+
+    # corral comes back with a changed spec while the engine is unreachable.
+    await outage.go_down()
+    changed = member_tables(label, steady=SLEEP).replace(
+        'name = "steady"', 'name = "steady"\nenv = { SPEC = "2" }'
+    )
+    second = await servers.start(changed, runtime="docker", reconcile_interval="0s")
+    assert (await second.get("steady")).state == State.CONTAINER_STATE_UNKNOWN
+
+    # The engine returns: the old instance is replaced by one of the new spec.
+    await outage.come_back()
+
+    async def replaced() -> bool:
+        now = await second.get("steady")
+        return (
+            now.state == State.CONTAINER_STATE_RUNNING
+            and now.instance_id != before.instance_id
+        )
+
+    await eventually(replaced, "the changed member replaced", timeout=60)
+    after = await second.get("steady")
+    assert list(after.crash_history) == []
+    env = (await docker.containers.container(after.runtime_id).show())["Config"]["Env"]
+    assert "SPEC=2" in env
+    filters = json.dumps({"label": [f"{TEST_LABEL}={label}", LABEL_INSTANCE]})
+
+    async def one_copy() -> bool:
+        listed = await docker.containers.list(all=True, filters=filters)
+        return [c.id for c in listed] == [after.runtime_id]
+
+    await eventually(one_copy, "only the new instance is left", timeout=30)

@@ -197,6 +197,9 @@ class Operator:
         self._rearm_timers: dict[str, asyncio.TimerHandle] = {}
         self._ordered: dict[str, ExitReason] = {}
         """Instances whose end corral ordered, with the reason to record."""
+        self._replace_later: dict[str, ContainerSpec] = {}
+        """Members whose spec changed while their state was unknown, with
+        the spec their instance still runs."""
         self._stop_retries: dict[str, _PendingStop] = {}
         """Stops the runtime did not carry out, by container name."""
         self._ended: set[str] = set()
@@ -324,16 +327,23 @@ class Operator:
         record's current spec (rule 8), stopping it as its own spec says."""
         async with self._lock(name):
             record = self._records.get(name)
-            if (
-                record is None
-                or record.state is not ContainerState.RUNNING
-                or record.desired_state is not DesiredState.RUNNING
-            ):
+            if record is None or record.desired_state is not DesiredState.RUNNING:
                 return
-            old = dataclasses.replace(record, spec=old_spec)
-            await self._stop_instance(old, ExitReason.REPLACED)
-            self._cancel_timer(name)
-            await self._launch(name)
+            if record.state is ContainerState.UNKNOWN:
+                # The runtime cannot tell now: replaced when it is back.
+                self._replace_later[name] = old_spec
+                return
+            if record.state is not ContainerState.RUNNING:
+                return
+            await self._replace_locked(record, old_spec)
+
+    async def _replace_locked(
+        self, record: ContainerRecord, old_spec: ContainerSpec
+    ) -> None:
+        old = dataclasses.replace(record, spec=old_spec)
+        await self._stop_instance(old, ExitReason.REPLACED)
+        self._cancel_timer(record.name)
+        await self._launch(record.name)
 
     async def _recover(self, record: ContainerRecord) -> None:
         now = self._clock.now()
@@ -488,20 +498,35 @@ class Operator:
             with contextlib.suppress(UnavailableError):
                 await self._stop_instance(record, ExitReason.STOPPED_BY_OPERATOR)
             return
+        old_spec = self._replace_later.pop(record.name, None)
         if self._runtime.is_running(record.name, record.instance_id):
             now = self._clock.now()
-            back = dataclasses.replace(
+            current = dataclasses.replace(
                 record, state=ContainerState.RUNNING, update_time=now
             )
             message = "the runtime is reachable again"
             self._commit(
-                [back], [event_for(back, EventType.RUNNING, now, message=message)]
+                [current],
+                [event_for(current, EventType.RUNNING, now, message=message)],
             )
-            if back.desired_state is DesiredState.STOPPED:
+            if current.desired_state is DesiredState.STOPPED:
                 with contextlib.suppress(UnavailableError):  # Queued again.
-                    await self._stop_instance(back, ExitReason.STOPPED_BY_OPERATOR)
-            return
-        await self._recover(record)
+                    await self._stop_instance(current, ExitReason.STOPPED_BY_OPERATOR)
+                return
+        else:
+            # Adopted now (a stop it owes is taken care of by adoption), or
+            # ended meanwhile and handled by its policy.
+            await self._recover(record)
+            current = self._records[record.name]
+        if (
+            old_spec is not None
+            and current.instance_id == record.instance_id
+            and current.state is ContainerState.RUNNING
+            and current.desired_state is DesiredState.RUNNING
+        ):
+            # Its spec changed while the runtime could not be reached.
+            with contextlib.suppress(UnavailableError):  # Queued again.
+                await self._replace_locked(current, old_spec)
 
     async def _remove_orphans(self) -> None:
         """Removes workloads of corral's that no record knows (reported as
