@@ -372,7 +372,9 @@ class DockerRuntime:
         try:
             failure = await self._start_container(container)
             if failure is not None:
-                if sandbox is not None and not await self._sandbox_alive(sandbox):
+                if sandbox is not None and not await self._running(
+                    sandbox.container_id
+                ):
                     # The sandbox died unseen (an engine restart): once more
                     # with a new one, after this container is gone.
                     await self._drop_sandbox(request.name, sandbox)
@@ -969,8 +971,9 @@ class DockerRuntime:
             extra={"image": pause.PAUSE_IMAGE, "architecture": architecture},
         )
 
-    async def _sandbox_alive(self, sandbox: _Sandbox) -> bool:
-        info = await self._inspect(sandbox.container_id)
+    async def _running(self, container_id: str) -> bool:
+        """True while the container exists and runs."""
+        info = await self._inspect(container_id)
         return info is not None and bool(info.get("State", {}).get("Running"))
 
     async def _drop_sandbox(self, name: str, sandbox: _Sandbox) -> None:
@@ -1068,7 +1071,7 @@ class DockerRuntime:
             elif watch.sandbox_id:
                 in_use.setdefault(watch.sandbox_id, watch.name)
         for container_id, name in in_use.items():
-            if not await self._sandbox_alive(_Sandbox(container_id, "")):
+            if not await self._running(container_id):
                 self._on_sandbox_died(name, container_id)
 
     def _has_instance(self, name: str) -> bool:
